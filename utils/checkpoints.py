@@ -11,7 +11,6 @@ import contextlib
 import os
 import pickle
 import zipfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any

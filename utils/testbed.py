@@ -111,7 +111,6 @@ def build_base(folder: Path, *, seed: int = 0, released_format: bool = True) -> 
     """Write a tiny base model folder in XTTS-v2's layout. With `released_format`, model.pth pickles its
     config as an `XttsConfig` object, as the file on the hub does."""
     import torch
-
     from TTS.tts.layers.xtts.dvae import DiscreteVAE
     from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
     from TTS.tts.models.xtts import Xtts
@@ -144,7 +143,6 @@ def build_base(folder: Path, *, seed: int = 0, released_format: bool = True) -> 
 def _save_in_released_format(state: dict, path: Path) -> None:
     """Pickle the config under the module path the released XTTS-v2 model.pth uses (TTS.tts.models.xtts)."""
     import torch
-
     from TTS.tts.configs.xtts_config import XttsArgs, XttsAudioConfig
 
     classes = (XttsArgs, XttsAudioConfig)

@@ -1,0 +1,434 @@
+"""Fine-tune XTTS-v2's GPT: `train_gpt(options)` and its command line.
+
+Given any checkpoint, what it contains decides how training starts (`classify_checkpoint`): optimizer state
+-> resume everything from exactly that file; weights only -> fine-tune from them with a fresh optimizer;
+weights whose text rows don't fit the vocabulary -> expand them by token string once, then fine-tune.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as `python utils/gpt_train.py`: make `utils` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from utils import checkpoints as ck
+from utils.checkpoints import CheckpointError, CheckpointInfo, classify_checkpoint
+from utils.options import TrainOptions, add_options, options_from_namespace
+
+logger = logging.getLogger("xtts_ft")
+SAMPLE_RATE = 22050
+RUN_RECORD = "run.json"  # in each run folder: where it came from and every start
+LOCK_FILE = ".lock"
+
+__all__ = ["CheckpointInfo", "StartPlan", "TrainResult", "classify_checkpoint", "main", "train_gpt"]
+
+
+class RunError(ValueError):
+    """A start that cannot go ahead; the message says why and what to do."""
+
+
+@dataclass
+class StartPlan:
+    """How this start uses its checkpoint, decided before any model is built."""
+
+    mode: str  # "resume", "base" or "extend_vocab"
+    source: Path  # the file the weights (and state) come from
+    info: CheckpointInfo
+    vocab_path: Path  # the vocabulary this run trains with
+    source_vocab_path: Path  # the vocabulary the source's weights were trained with
+    run_dir: Path
+    continues_run: bool  # True: writing on in the source's own run folder
+
+    def describe(self) -> str:
+        return self.info.describe() if self.mode == self.info.mode else (
+            f"Start over from {self.source.name}: weights only, fresh optimizer, step 0"
+        )
+
+
+@dataclass
+class TrainResult:
+    """How a call to train_gpt ended."""
+
+    run_dir: Path
+    mode: str
+    start_step: int
+    step: int
+    epoch: int
+    reason: str  # "completed", "reached --max_steps N", "stop requested", ...
+    last_checkpoint: Path | None
+
+
+# --- deciding how to start -------------------------------------------------------------------------------
+def find_source_vocab(source: Path, info: CheckpointInfo, candidates: list[Path]) -> Path:
+    """The vocabulary the source's weights were trained with: the one whose fingerprint the file records
+    (looked for beside the file, then among `candidates`), else the base folder's (the last candidate)."""
+    from utils.vocab import vocab_sha256
+
+    if not info.vocab_sha256:
+        return candidates[-1]
+    for path in [source.parent / "vocab.json", *candidates]:
+        if path.is_file() and vocab_sha256(path) == info.vocab_sha256:
+            return path
+    raise RunError(
+        f"{source} was trained with a vocabulary (sha256 {info.vocab_sha256[:12]}...) that is neither beside it nor "
+        f"given: pass that vocab.json with --vocab."
+    )
+
+
+def is_newest_in_own_run(source: Path) -> bool:
+    """True when `source` is the newest complete checkpoint of one of our run folders."""
+    if not (source.parent / RUN_RECORD).is_file():
+        return False
+    own = [p for p in source.parent.glob("checkpoint_*.pth") if p.stem.split("_")[-1].isdigit()]
+    newest = max(own, key=lambda p: int(p.stem.split("_")[-1]), default=None)
+    return newest is not None and newest.resolve() == source.resolve()
+
+
+def new_run_dir(output_path: Path, run_name: str) -> Path:
+    """A fresh folder under <output>/run/training/, unique even for two runs started in the same second."""
+    parent = output_path / "run" / "training"
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    for n in range(1000):
+        candidate = parent / (f"{run_name}-{stamp}" + (f"-{n}" if n else ""))
+        with contextlib.suppress(FileExistsError):
+            candidate.mkdir()
+            return candidate
+    raise RunError(f"Could not create a new run folder under {parent}.")
+
+
+def plan_start(opts: TrainOptions, base_vocab: Path, base_model: Path) -> StartPlan:
+    """Classify the start file and decide mode, vocabularies and run folder."""
+    from utils.vocab import vocab_sha256
+
+    source = Path(opts.custom_model) if opts.custom_model else base_model
+    info = classify_checkpoint(source, opts.vocab or base_vocab)
+    candidates = [Path(opts.vocab)] if opts.vocab else []
+    source_vocab = find_source_vocab(source, info, [*candidates, base_vocab])
+    mode = info.mode
+    if mode == "resume" and not opts.restart:
+        if opts.vocab and vocab_sha256(opts.vocab) != vocab_sha256(source_vocab):
+            raise RunError(
+                f"--vocab {opts.vocab} differs from the vocabulary {source.name} was trained with ({source_vocab}): "
+                f"resume without --vocab, or use --restart to fine-tune its weights with a new vocabulary."
+            )
+        vocab = source_vocab
+        continues = is_newest_in_own_run(source)
+    else:
+        vocab = Path(opts.vocab) if opts.vocab else base_vocab
+        mode = "base" if vocab_sha256(vocab) == vocab_sha256(source_vocab) else "extend_vocab"
+        continues = False
+    run_dir = source.parent if continues else new_run_dir(Path(opts.output_path), opts.run_name)
+    return StartPlan(mode, source, info, vocab, source_vocab, run_dir, continues)
+
+
+# --- the run folder --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def locked_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder; the kernel drops it when the process dies (even by SIGKILL)."""
+    with open(run_dir / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(f"Another training is already writing into {run_dir}: stop it first, or start from "
+                           f"another checkpoint (a new run folder is made).") from None
+        yield
+
+
+def record_start(plan: StartPlan, opts: TrainOptions) -> None:
+    """Append this start to run.json (source, mode, options), creating it for a new run folder."""
+    path = plan.run_dir / RUN_RECORD
+    record = json.loads(path.read_text()) if path.is_file() else {"created": _now(), "starts": []}
+    record["starts"].append({"time": _now(), "mode": plan.mode, "source": str(plan.source.resolve()),
+                             "step": plan.info.step if plan.mode == "resume" else 0, "options": vars(opts)})
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
+
+
+def _now() -> str:
+    return datetime.datetime.now().isoformat(timespec="seconds")
+
+
+# --- building the model ----------------------------------------------------------------------------------
+def build_config(opts: TrainOptions, base_dir: Path, base_config: dict[str, Any], vocab: Path, run_dir: Path):
+    """coqui's GPTTrainerConfig for this run; the model's dimensions come from the base folder's config.json."""
+    from TTS.tts.configs.xtts_config import XttsAudioConfig
+    from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTArgs, GPTTrainerConfig
+
+    known = GPTArgs.__dataclass_fields__
+    model_args = GPTArgs(**{k: v for k, v in base_config["model_args"].items() if k in known})
+    model_args.max_wav_length = int(opts.max_audio_length * SAMPLE_RATE)
+    model_args.max_text_length = 200
+    model_args.mel_norm_file = str(base_dir / "mel_stats.pth")
+    model_args.dvae_checkpoint = str(base_dir / "dvae.pth")
+    model_args.xtts_checkpoint = ""  # weights are loaded by us, checked, from the one file
+    model_args.tokenizer_file = str(vocab)
+    audio = XttsAudioConfig(sample_rate=SAMPLE_RATE, dvae_sample_rate=SAMPLE_RATE, output_sample_rate=24000)
+    languages = sorted(set(base_config.get("languages") or []) | {opts.language})
+    return GPTTrainerConfig(
+        epochs=opts.num_epochs, output_path=str(run_dir), model_args=model_args, run_name=opts.run_name,
+        project_name="xtts_ft", dashboard_logger="tensorboard", audio=audio, languages=languages,
+        batch_size=opts.batch_size, eval_batch_size=opts.batch_size, num_loader_workers=opts.num_workers,
+        num_eval_loader_workers=opts.num_workers, print_step=1 if opts.debug else 25, plot_step=1,
+        log_model_step=10**12, save_step=10**12, save_checkpoints=False, save_n_checkpoints=opts.keep_checkpoints,
+        save_best_after=0, print_eval=False, optimizer="AdamW", optimizer_wd_only_on_weights=True,
+        optimizer_params={"betas": [0.9, 0.96], "eps": 1e-8, "weight_decay": 1e-2}, lr=opts.lr,
+        lr_scheduler="MultiStepLR",
+        lr_scheduler_params={"milestones": [50000 * 18, 150000 * 18, 300000 * 18], "gamma": 0.5, "last_epoch": -1},
+        scheduler_after_epoch=False, training_seed=opts.seed, mixed_precision=opts.mixed_precision,
+        test_sentences=[],
+    )
+
+
+def build_model(config, vocab: Path):
+    """coqui's GPTTrainer with our tokenizer (which also accepts languages coqui's list lacks)."""
+    from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTTrainer
+
+    model = GPTTrainer.init_from_config(config)
+    with contextlib.suppress(ImportError):
+        from utils.vocab import make_tokenizer
+
+        model.xtts.tokenizer = make_tokenizer(vocab)
+    return model
+
+
+def xtts_weights(model_state: dict[str, Any]) -> dict[str, Any]:
+    """The Xtts part of any checkpoint's weights: `xtts.` prefix stripped, trainer-only modules dropped."""
+    skip = ("dvae.", "torch_mel_spectrogram_style_encoder.", "torch_mel_spectrogram_dvae.")
+    out = {}
+    for key, value in model_state.items():
+        key = key.removeprefix("xtts.")
+        if not key.startswith(skip):
+            out[key] = value
+    return out
+
+
+def load_base_weights(model, data: dict[str, Any], source: Path) -> None:
+    """Load a checkpoint's weights into the Xtts model, refusing any missing, unexpected or mis-shaped key."""
+    weights = xtts_weights(data[ck.KEY_MODEL])
+    target = model.xtts.state_dict()
+    missing = sorted(set(target) - set(weights))
+    unexpected = sorted(set(weights) - set(target))
+    wrong = [k for k in target if k in weights and tuple(weights[k].shape) != tuple(target[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append(f"{len(wrong)} tensors of another shape (e.g. {wrong[0]}: "
+                         f"{tuple(weights[wrong[0]].shape)} vs {tuple(target[wrong[0]].shape)})")
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        raise CheckpointError(f"{source} does not fit the model the base folder's config.json describes: "
+                              f"{'; '.join(parts)}. Use a checkpoint of the same XTTS size, or the matching "
+                              f"--base_model_dir.")
+    model.xtts.load_state_dict(weights, strict=True)
+
+
+def read_samples(csv_path: str, language: str) -> list[dict[str, Any]]:
+    """The dataset's rows as the XTTS trainer's sample dicts (audio paths relative to the CSV)."""
+    from utils.formatter import load_samples
+
+    return load_samples(csv_path, language)
+
+
+# --- events ----------------------------------------------------------------------------------------------
+class EventLog:
+    """JSON-lines progress (for the WebUI) and one-line facts on the console (for people)."""
+
+    def __init__(self, paths: list[Path], callback: Callable[[dict[str, Any]], None] | None) -> None:
+        self.paths = paths
+        self.callback = callback
+        self.started = time.time()
+        self.first_step: int | None = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        event = {"time": round(time.time(), 3), **event}
+        if event["event"] == "update":
+            if self.first_step is None:
+                self.first_step = event["step"] - 1
+            done = event["step"] - self.first_step
+            rate = (time.time() - self.started) / max(done, 1)
+            event["eta_s"] = round(rate * max(event["total"] - event["step"], 0), 1)
+        line = json.dumps(event, default=str)
+        for path in self.paths:
+            with open(path, "a") as f:
+                f.write(line + "\n")
+        if event["event"] in ("start", "checkpoint", "end"):
+            print(_human(event), flush=True)
+        if self.callback is not None:
+            self.callback(event)
+
+
+def _human(event: dict[str, Any]) -> str:
+    if event["event"] == "checkpoint":
+        return f"Saved {Path(event['path']).name}: step {event['step']}, epoch {event['epoch']}"
+    if event["event"] == "end":
+        return f"Training ended ({event['reason']}): step {event['step']}, epoch {event['epoch']}, run {event['run_dir']}"
+    return event["message"]
+
+
+# --- the whole start -------------------------------------------------------------------------------------
+def train_gpt(
+    opts: TrainOptions,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> TrainResult:
+    """Plan the start from the checkpoint's content, build the model, load the checkpoint once, train."""
+    opts.validate()
+    base = resolve_base(opts)
+    plan = plan_start(opts, base.vocab_path, base.model_path)
+    with locked_run_dir(plan.run_dir):
+        ck.remove_partial_files(plan.run_dir)
+        if not plan.continues_run:
+            shutil.copyfile(plan.vocab_path, plan.run_dir / "vocab.json")
+            plan.vocab_path = plan.run_dir / "vocab.json"
+        record_start(plan, opts)
+        return run_training(opts, base, plan, on_event, stop_requested)
+
+
+def resolve_base(opts: TrainOptions):
+    from utils.base_model import ensure_base_model
+
+    return ensure_base_model(Path(opts.base_model_dir) if opts.base_model_dir else None)
+
+
+def run_training(opts, base, plan: StartPlan, on_event, stop_requested) -> TrainResult:
+    from trainer import TrainerArgs
+
+    from utils.run_trainer import RunControl, RunTrainer
+    from utils.vocab import vocab_sha256
+
+    events = EventLog([plan.run_dir / "progress.jsonl", *([Path(opts.progress_jsonl)] if opts.progress_jsonl else [])],
+                      on_event)
+    train_samples = read_samples(opts.train_csv, opts.language)
+    eval_samples = read_samples(opts.eval_csv, opts.language)
+    config = build_config(opts, base.folder, base.config, plan.vocab_path, plan.run_dir)
+    model = build_model(config, plan.vocab_path)
+    data = load_start_state(model, plan)
+    control = RunControl(
+        max_steps=opts.max_steps, save_step=opts.save_step, keep_checkpoints=opts.keep_checkpoints,
+        seed=opts.seed, vocab_sha256=vocab_sha256(plan.vocab_path), source=str(plan.source),
+        on_event=events, stop_requested=stop_requested,
+    )
+    args = TrainerArgs(continue_path=str(plan.run_dir), restore_path=None, grad_accum_steps=opts.grad_accum)
+    trainer = RunTrainer(args, config, output_path=str(plan.run_dir), model=model, train_samples=train_samples,
+                         eval_samples=eval_samples, parse_command_line_args=False, control=control)
+    trainer.build_train_dataset()
+    start_step = 0
+    if plan.mode == "resume":
+        trainer.restore_training_state(data)
+        start_step = trainer.updates
+    del data
+    lr = trainer.optimizer[0].param_groups[0]["lr"]
+    events({"event": "start", "mode": plan.mode, "run_dir": str(plan.run_dir), "step": trainer.updates,
+            "total": trainer.total_updates(), "epoch": trainer.epochs_done, "lr": lr,
+            "message": start_message(plan, trainer.updates, trainer.epochs_done, lr)})
+    reason = trainer.fit()
+    events({"event": "end", "reason": reason, "run_dir": str(plan.run_dir), "step": trainer.updates,
+            "total": trainer.total_updates(), "epoch": trainer.epochs_done,
+            "path": str(trainer.last_checkpoint) if trainer.last_checkpoint else None})
+    return TrainResult(plan.run_dir, plan.mode, start_step, trainer.updates, trainer.epochs_done, reason,
+                       trainer.last_checkpoint)
+
+
+def load_start_state(model, plan: StartPlan) -> dict[str, Any]:
+    """Read the start file once; for base/extend_vocab load its weights now (extend: expanded once, first)."""
+    if plan.mode == "extend_vocab":
+        from utils.vocab import expand_base_checkpoint
+
+        expanded = expand_base_checkpoint(plan.source, plan.source_vocab_path, plan.vocab_path, plan.run_dir)
+        data = ck.read_checkpoint(expanded)
+        load_base_weights(model, data, expanded)
+        return data
+    data = ck.read_checkpoint(plan.source)
+    if plan.mode == "base":
+        load_base_weights(model, data, plan.source)
+    return data
+
+
+def start_message(plan: StartPlan, step: int, epoch: int, lr: float) -> str:
+    if plan.mode == "resume":
+        return f"Resuming from {plan.source.name}: step {step}, epoch {epoch}, learning rate {lr:g} ({plan.run_dir})"
+    if plan.mode == "extend_vocab":
+        return (f"Fine-tuning from {plan.source.name} with an extended vocabulary ({plan.info.checkpoint_text_tokens} "
+                f"-> {plan.info.tokenizer_text_tokens} text rows): step 0 ({plan.run_dir})")
+    return f"Fine-tuning from {plan.source.name}: weights only, step 0, learning rate {lr:g} ({plan.run_dir})"
+
+
+# --- command line ----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python utils/gpt_train.py",
+        description="Fine-tune XTTS-v2 on a dataset. --custom_model may be any checkpoint: its content decides "
+                    "whether to resume, fine-tune from its weights, or extend the vocabulary.",
+    )
+    add_options(parser)
+    parser.add_argument("--selfcheck", action="store_true",
+                        help="train a few steps on a tiny random model, stop, resume, and report (no usable voice)")
+    # Appended by `python -m trainer.distribute`: accepted so multi-GPU launches work.
+    for flag in ("--continue_path", "--restore_path", "--group_id"):
+        parser.add_argument(flag, default="", help=argparse.SUPPRESS)
+    parser.add_argument("--use_ddp", default="false", help=argparse.SUPPRESS)
+    parser.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
+    return parser
+
+
+class StopFlag:
+    """SIGINT/SIGTERM ask for a stop at the next update boundary (after a checkpoint); a second SIGINT aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("Stop requested: saving a checkpoint at the next update.", flush=True)
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
+    if args.selfcheck:
+        from utils.selfcheck import run_selfcheck
+
+        return run_selfcheck()
+    opts = options_from_namespace(args)
+    stop = StopFlag()
+    stop.install()
+    try:
+        train_gpt(opts, stop_requested=stop)
+    except (ValueError, OSError) as e:
+        if opts.debug:
+            raise
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,373 @@
+"""The coqui Trainer, taught to stop and resume exactly.
+
+`RunTrainer` keeps the coqui trainer's model, optimizer, scheduler, train step and evaluation, and replaces
+what it loses on a restart: it counts optimizer updates (not batches), saves atomically on update
+boundaries only, stores and restores RNG states, the position inside the epoch and the best loss, draws
+each training sample from RNG seeded by (seed, epoch, position) so loader workers don't matter, and never
+deletes a run folder or turns an error into a bare exit code.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from trainer import Trainer
+from trainer.generic_utils import KeepAverage
+
+from utils import checkpoints as ck
+
+logger = logging.getLogger(__name__)
+
+
+class StopTraining(Exception):
+    """Raised at an update boundary once a checkpoint is saved and the run should end (max_steps or a signal)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class RunControl:
+    """What the CLI tells the trainer beyond coqui's config."""
+
+    max_steps: int | None = None
+    save_step: int = 1000
+    keep_checkpoints: int = 2
+    seed: int = 1
+    vocab_sha256: str = ""
+    source: str = ""  # the file this run started from: never pruned
+    on_event: Callable[[dict[str, Any]], None] = lambda event: None
+    stop_requested: Callable[[], bool] = lambda: False
+    extra_state: dict[str, Any] = field(default_factory=dict)  # recorded in each checkpoint's run_state
+
+
+class PositionSeededDataset(Dataset):
+    """Wraps XTTS's training dataset, whose items are drawn with python's global `random`: each item is drawn
+    from a generator seeded by (seed, epoch, index), and the caller's RNG state is left untouched."""
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+        self.epoch = 0
+        self.collate_fn = dataset.collate_fn
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        saved = random.getstate()
+        random.seed(f"{self.seed}:{self.epoch}:{index}")
+        try:
+            return self.dataset[index]
+        finally:
+            random.setstate(saved)
+
+
+class FromPositionSampler(Sampler[int]):
+    """Indices start..n-1 in order: an epoch resumed at `start` continues with the samples it had not seen."""
+
+    def __init__(self, n: int, start: int = 0) -> None:
+        self.n, self.start = n, start
+
+    def __iter__(self):
+        return iter(range(self.start, self.n))
+
+    def __len__(self) -> int:
+        return self.n - self.start
+
+
+def rng_state() -> dict[str, Any]:
+    """python, numpy, torch (and CUDA) RNG states as tensors and plain values (weights_only-loadable)."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class RunTrainer(Trainer):
+    """coqui's Trainer writing into a run folder we chose, with exact stop/resume (see module docstring)."""
+
+    def __init__(self, *args: Any, control: RunControl, **kwargs: Any) -> None:
+        self.control = control
+        self.updates = 0  # optimizer updates applied in total
+        self.epoch_batch = 0  # batches of the current epoch already trained
+        self.resume_batch = 0  # where the first epoch after a resume starts
+        self.train_dataset: PositionSeededDataset | None = None
+        self.saved_paths: list[Path] = []
+        self.last_checkpoint: Path | None = None
+        self.last_event_time = time.time()
+        super().__init__(*args, **kwargs)
+
+    # --- setup -------------------------------------------------------------------------------------------
+    def init_training(self, args, coqpit_overrides, config=None):
+        """coqui reads config.json of `continue_path` over ours and picks the folder's latest checkpoint; we
+        use continue_path only to name the run folder, and restore from the exact file ourselves."""
+        return config, {}
+
+    def _restore_best_loss(self) -> None:
+        """coqui reads the best loss from the wrong file; ours comes from the checkpoint's run_state."""
+
+    def build_train_dataset(self) -> None:
+        """Build XTTS's training dataset once (it reseeds python's RNG when built), before RNG is restored."""
+        loader = self.model.get_data_loader(config=self.config, is_eval=False, samples=self.train_samples,
+                                            verbose=True)
+        self.train_dataset = PositionSeededDataset(loader.dataset, self.control.seed)
+
+    def batches_per_epoch(self) -> int:
+        return -(-len(self.train_dataset) // self.config.batch_size)
+
+    def updates_per_epoch(self) -> int:
+        return -(-self.batches_per_epoch() // self.grad_accum_steps)
+
+    def total_updates(self) -> int:
+        planned = self.updates_per_epoch() * self.config.epochs
+        return min(planned, self.control.max_steps) if self.control.max_steps is not None else planned
+
+    def _loader(self, dataset: Dataset, *, batch_size: int, workers: int, sampler: Sampler | None,
+                seed: int) -> DataLoader:
+        """A loader with its own generator, so creating it never draws from the global torch RNG."""
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, drop_last=False,
+                          collate_fn=dataset.collate_fn, num_workers=workers, pin_memory=False,
+                          generator=torch.Generator().manual_seed(seed))
+
+    def get_eval_dataloader(self, samples, *, verbose: bool = True) -> DataLoader:
+        loader = super().get_eval_dataloader(samples, verbose=verbose)
+        return self._loader(loader.dataset, batch_size=self.config.eval_batch_size,
+                            workers=self.config.num_eval_loader_workers, sampler=None, seed=self.control.seed)
+
+    # --- resume ------------------------------------------------------------------------------------------
+    def restore_training_state(self, data: dict[str, Any]) -> None:
+        """Restore everything from one already-loaded training checkpoint, failing loudly on any mismatch."""
+        self.model.load_state_dict(data[ck.KEY_MODEL], strict=True)
+        optimizers = data[ck.KEY_OPTIMIZER]
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        if len(optimizers) != len(self.optimizer):
+            raise ck.CheckpointError(f"Checkpoint has {len(optimizers)} optimizer states; this run uses "
+                                     f"{len(self.optimizer)}.")
+        for opt, state in zip(self.optimizer, optimizers, strict=True):
+            _check_optimizer_fits(opt, state)
+            opt.load_state_dict(state)
+        schedulers = data.get(ck.KEY_SCHEDULER) or []
+        for sched, state in zip([s for s in self.scheduler if s is not None], schedulers, strict=False):
+            sched.load_state_dict(state)
+        if self.scaler is not None and data.get(ck.KEY_SCALER):
+            self.scaler.load_state_dict(data[ck.KEY_SCALER])
+        run_state = data.get(ck.KEY_RUN_STATE) or {}
+        self.epochs_done = int(data.get(ck.KEY_EPOCH) or 0)
+        if run_state:
+            self.updates = int(data[ck.KEY_STEP])
+            self.total_steps_done = int(run_state["batches_done"])
+            self.resume_batch = int(run_state["epoch_batch"])
+            self.best_loss = run_state["best_loss"]
+            self.keep_avg_state = run_state.get("keep_avg_train")
+            set_rng_state(run_state["rng"])
+        else:
+            # A coqui trainer checkpoint: the optimizer knows how many updates were applied.
+            self.updates = ck.optimizer_updates(optimizers)
+            self.total_steps_done = self.updates * self.grad_accum_steps
+            self.resume_batch = 0
+            loss = data.get(ck.KEY_LOSS)
+            if isinstance(loss, dict):
+                self.best_loss = {"train_loss": _finite(loss.get("train_loss")),
+                                  "eval_loss": _finite(loss.get("eval_loss"))}
+
+    # --- the loop ----------------------------------------------------------------------------------------
+    def train_epoch(self) -> None:
+        """coqui's train_epoch, starting at the batch the epoch had reached, with a loader built per epoch."""
+        self.train_dataset.epoch = self.epochs_done
+        start = self.resume_batch
+        self.resume_batch = 0
+        n_batches = self.batches_per_epoch()
+        sampler = FromPositionSampler(len(self.train_dataset), start * self.config.batch_size)
+        loader = self._loader(self.train_dataset, batch_size=self.config.batch_size,
+                              workers=self.config.num_loader_workers, sampler=sampler,
+                              seed=self.control.seed * 100003 + self.epochs_done)
+        if start and getattr(self, "keep_avg_state", None):
+            self.keep_avg_train.avg_values = dict(self.keep_avg_state["avg_values"])
+            self.keep_avg_train.iters = dict(self.keep_avg_state["iters"])
+        self.keep_avg_state = None
+        self.model.train()
+        self.callbacks.on_train_epoch_start(self)
+        self.c_logger.print_train_start()
+        epoch_start = time.time()
+        loader_start = time.time()
+        for batch_index, batch in enumerate(loader, start=start):
+            self.epoch_batch = batch_index + 1
+            self.train_step(batch, n_batches, batch_index, loader_start)
+            stepped = (batch_index + 1) % self.grad_accum_steps == 0 or batch_index + 1 == n_batches
+            if stepped:
+                self.after_update()
+            loader_start = time.time()
+        self.callbacks.on_train_epoch_end(self)
+        if self.config.scheduler_after_epoch:
+            for idx, scheduler in enumerate(self.scheduler):
+                if scheduler is not None and idx in self._stepped_optimizers:
+                    scheduler.step()
+        self._stepped_optimizers.clear()
+        if self.args.rank == 0:
+            stats = {"epoch_time": time.time() - epoch_start, **self.keep_avg_train.avg_values}
+            self.dashboard_logger.train_epoch_stats(self.total_steps_done, stats)
+
+    def after_update(self) -> None:
+        """At an update boundary: report, save on save_step, and stop for max_steps or a requested stop."""
+        self.updates += 1
+        avg = self.keep_avg_train.avg_values
+        self.emit("update", loss=avg.get("avg_loss"), loss_text_ce=avg.get("avg_loss_text_ce"),
+                  loss_mel_ce=avg.get("avg_loss_mel_ce"), lr=self.optimizer[0].param_groups[0]["lr"])
+        reached_max = self.control.max_steps is not None and self.updates >= self.control.max_steps
+        stop = self.control.stop_requested()
+        if self.updates % self.control.save_step == 0 or reached_max or stop:
+            self.save_checkpoint()
+        if reached_max:
+            raise StopTraining(f"reached --max_steps {self.control.max_steps}")
+        if stop:
+            raise StopTraining("stop requested")
+
+    def _fit(self) -> None:
+        """coqui's epoch loop, stopping at max_steps even when it is already reached at the start."""
+        if self.control.max_steps is not None and self.updates >= self.control.max_steps:
+            self.save_checkpoint()
+            raise StopTraining(f"the checkpoint already holds {self.updates} updates (--max_steps "
+                               f"{self.control.max_steps})")
+        super()._fit()
+
+    def eval_epoch(self) -> None:
+        super().eval_epoch()
+        if self.keep_avg_eval is not None and "avg_loss" in self.keep_avg_eval.avg_values:
+            self.emit("eval", eval_loss=self.keep_avg_eval.avg_values["avg_loss"])
+
+    def fit(self) -> str:
+        """Train; returns why it ended ("completed" or the StopTraining reason). Errors propagate unchanged and
+        the run folder is never deleted (coqui's fit removes folders without checkpoints and exits 1)."""
+        try:
+            self._fit()
+            reason = "completed"
+            if self.last_checkpoint is None or self.updates != self._saved_updates():
+                self.save_checkpoint()
+        except StopTraining as stop:
+            reason = stop.reason
+        finally:
+            self.dashboard_logger.finish()
+        return reason
+
+    def _saved_updates(self) -> int:
+        return int(self.last_checkpoint.stem.split("_")[-1]) if self.last_checkpoint else -1
+
+    # --- saving ------------------------------------------------------------------------------------------
+    def training_state(self, *, model_loss: dict[str, Any]) -> dict[str, Any]:
+        """Everything needed to continue exactly, in the coqui trainer's layout plus our keys."""
+        keep = self.keep_avg_train
+        return {
+            ck.KEY_CONFIG: self.config.to_dict(),
+            ck.KEY_MODEL: self.model.state_dict(),
+            ck.KEY_OPTIMIZER: [o.state_dict() for o in self.optimizer],
+            ck.KEY_SCHEDULER: [s.state_dict() for s in self.scheduler if s is not None],
+            ck.KEY_SCALER: self.scaler.state_dict() if self.scaler is not None else None,
+            ck.KEY_STEP: self.updates,
+            ck.KEY_EPOCH: self.epochs_done,
+            ck.KEY_DATE: datetime.date.today().strftime("%B %d, %Y"),
+            ck.KEY_LOSS: model_loss,
+            ck.KEY_FORMAT: ck.FORMAT_VERSION,
+            ck.KEY_VOCAB_SHA: self.control.vocab_sha256,
+            ck.KEY_RUN_STATE: {
+                "rng": rng_state(),
+                "batches_done": self.total_steps_done,
+                "epoch_batch": self.epoch_batch,
+                "best_loss": self.best_loss,
+                "keep_avg_train": {"avg_values": dict(keep.avg_values), "iters": dict(keep.iters)} if keep else None,
+                **self.control.extra_state,
+            },
+        }
+
+    def save_checkpoint(self) -> None:
+        """checkpoint_<updates>.pth, atomically; then prune to the newest `keep_checkpoints`."""
+        if self.args.rank not in (0, None):
+            return
+        loss = {"train_loss": self._pick_target_avg_loss(self.keep_avg_train),
+                "eval_loss": self._pick_target_avg_loss(self.keep_avg_eval)}
+        path = self.output_path / f"checkpoint_{self.updates}.pth"
+        ck.save_atomic(self.training_state(model_loss=loss), path)
+        self.last_checkpoint = path
+        self.emit("checkpoint", path=str(path))
+        self.prune_checkpoints()
+
+    def prune_checkpoints(self) -> None:
+        """Keep the newest N checkpoint_*.pth of this run; never the file the run started from."""
+        own = sorted(self.output_path.glob("checkpoint_*.pth"), key=lambda p: int(p.stem.split("_")[-1]))
+        protected = {Path(self.control.source).resolve()} if self.control.source else set()
+        for old in own[: -self.control.keep_checkpoints]:
+            if old.resolve() not in protected:
+                old.unlink(missing_ok=True)
+
+    def save_best_model(self) -> None:
+        """best_model.pth when the target loss improved; written atomically, so a worse model never replaces it."""
+        if self.args.rank not in (0, None):
+            return
+        eval_loss = self._pick_target_avg_loss(self.keep_avg_eval)
+        train_loss = self._pick_target_avg_loss(self.keep_avg_train) or float("inf")
+        current = {"train_loss": train_loss, "eval_loss": eval_loss}
+        best = self.best_loss
+        key = "eval_loss" if current["eval_loss"] is not None and best.get("eval_loss") is not None else "train_loss"
+        if current[key] is None or not current[key] < best[key]:
+            return
+        self.best_loss = current
+        path = ck.save_atomic(self.training_state(model_loss=current), self.output_path / "best_model.pth")
+        logger.info(" > Best model so far (%s %.5f): %s", key, current[key], path.name)
+        self.emit("best", path=str(path), **{key: current[key]})
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self.control.on_event({"event": event, "step": self.updates, "total": self.total_updates(),
+                               "epoch": self.epochs_done, **fields})
+
+
+def _finite(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else float("inf")
+
+
+def _check_optimizer_fits(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """torch's load_state_dict checks group sizes but not shapes; a mismatch would surface mid-training."""
+    groups = state.get("param_groups", [])
+    ours = [len(g["params"]) for g in opt.param_groups]
+    theirs = [len(g["params"]) for g in groups]
+    if ours != theirs:
+        raise ck.CheckpointError(f"the optimizer state has parameter groups of sizes {theirs}; this model has {ours}.")
+    params = [p for g in opt.param_groups for p in g["params"]]
+    ids = [i for g in groups for i in g["params"]]
+    for param, pid in zip(params, ids, strict=True):
+        saved = state.get("state", {}).get(pid, {})
+        avg = saved.get("exp_avg")
+        if isinstance(avg, torch.Tensor) and avg.shape != param.shape:
+            raise ck.CheckpointError(
+                f"the optimizer state holds a moment of shape {tuple(avg.shape)} for a parameter of shape "
+                f"{tuple(param.shape)}.")
+
+
+__all__ = ["KeepAverage", "PositionSeededDataset", "RunControl", "RunTrainer", "StopTraining"]
