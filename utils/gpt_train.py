@@ -280,7 +280,8 @@ def _human(event: dict[str, Any]) -> str:
     if event["event"] == "checkpoint":
         return f"Saved {Path(event['path']).name}: step {event['step']}, epoch {event['epoch']}"
     if event["event"] == "end":
-        return f"Training ended ({event['reason']}): step {event['step']}, epoch {event['epoch']}, run {event['run_dir']}"
+        return (f"Training ended ({event['reason']}): step {event['step']}, epoch {event['epoch']}, "
+                f"run {event['run_dir']}")
     return event["message"]
 
 

@@ -39,7 +39,9 @@ class TrainOptions:
     )
     seed: int = field(default=1, metadata=opt("training seed"))
     num_workers: int = field(default=0, metadata=opt("data loader worker processes"))
-    restart: bool = field(default=False, metadata=opt("use a training checkpoint's weights only: fresh optimizer, step 0"))
+    restart: bool = field(
+        default=False, metadata=opt("use a training checkpoint's weights only: fresh optimizer, step 0")
+    )
     max_audio_length: float = field(default=11.0, metadata=opt("longest training clip in seconds"))
     keep_checkpoints: int = field(default=2, metadata=opt("newest checkpoints to keep (the best is kept besides)"))
     mixed_precision: bool = field(default=False, metadata=opt("fp16/bf16 training on a GPU"))
@@ -67,7 +69,7 @@ class TrainOptions:
         if not self.max_audio_length > 0:
             raise ValueError(f"--max_audio_length must be positive (seconds), got {self.max_audio_length}.")
         if self.restart and not self.custom_model:
-            raise ValueError("--restart needs --custom_model: it names the checkpoint whose weights to start over from.")
+            raise ValueError("--restart needs --custom_model: the checkpoint whose weights to start over from.")
         out = Path(self.output_path)
         if out.exists() and not out.is_dir():
             raise ValueError(f"--output_path {out} is a file: pass a folder.")
