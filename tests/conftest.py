@@ -25,3 +25,68 @@ def tiny_base(tmp_path_factory) -> Path:
 def tiny_dataset(tmp_path_factory) -> testbed.TinyDataset:
     """About 10 clips of 3-5 s with train/eval CSVs in coqui's format; treat it as read-only."""
     return testbed.build_dataset(tmp_path_factory.mktemp("tiny_dataset"))
+
+
+def train_options(base: Path, dataset: testbed.TinyDataset, output: Path, **overrides):
+    """Options for a few-second run on the test bed: 8 training clips, batch 2 -> 4 updates per epoch."""
+    from utils.options import TrainOptions
+
+    values = dict(train_csv=str(dataset.train_csv), eval_csv=str(dataset.eval_csv), output_path=str(output),
+                  base_model_dir=str(base), num_epochs=2, batch_size=2, save_step=1000, keep_checkpoints=100)
+    values.update(overrides)
+    return TrainOptions(**values)
+
+
+@pytest.fixture(scope="session")
+def train(tiny_base, tiny_dataset):
+    """Run train_gpt in this process on the test bed: train(output, **option_overrides) -> TrainResult."""
+    from utils.gpt_train import train_gpt
+
+    def run(output: Path, **overrides):
+        return train_gpt(train_options(tiny_base, tiny_dataset, output, **overrides))
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def reference_run(train, tmp_path_factory):
+    """8 updates over 2 epochs, uninterrupted, with a checkpoint after every update (saving draws no randomness)."""
+    return train(tmp_path_factory.mktemp("reference"), save_step=1)
+
+
+def read_events(run_dir: Path, kind: str = "update") -> list[dict]:
+    import json
+
+    lines = (Path(run_dir) / "progress.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == kind]
+
+
+def assert_same_training_state(a: Path, b: Path) -> None:
+    """Weights, every optimizer tensor, scheduler and step/epoch of two checkpoints are bit-identical."""
+    import torch
+
+    A = torch.load(a, weights_only=True, mmap=True)
+    B = torch.load(b, weights_only=True, mmap=True)
+    assert (A["step"], A["epoch"]) == (B["step"], B["epoch"])
+    assert A["model"].keys() == B["model"].keys()
+    differing = [k for k in A["model"] if not torch.equal(A["model"][k], B["model"][k])]
+    assert not differing, f"{len(differing)} weights differ, e.g. {differing[:3]}"
+    for oa, ob in zip(A["optimizer"], B["optimizer"], strict=True):
+        assert oa["param_groups"] == ob["param_groups"]
+        assert oa["state"].keys() == ob["state"].keys()
+        for pid, state in oa["state"].items():
+            for name, value in state.items():
+                assert torch.equal(value, ob["state"][pid][name]), f"optimizer {name} of param {pid} differs"
+    assert A["scheduler"] == B["scheduler"]
+
+
+@pytest.fixture(scope="session")
+def coqui_recipe_checkpoint(tiny_base, tiny_dataset, tmp_path_factory) -> tuple[Path, int]:
+    """A checkpoint written by a plain coqui recipe run: (path, optimizer updates it holds). coqui saves
+    `checkpoint_2.pth` after the third update (it saves before incrementing its counter)."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("coqui_recipe")
+    subprocess.run([sys.executable, str(ROOT / "tests" / "coqui_recipe.py"), str(tiny_base), str(tiny_dataset.folder),
+                    str(out), "--epochs", "1", "--save_step", "2"], check=True, capture_output=True, timeout=600)
+    return next(out.rglob("checkpoint_2.pth")), 3

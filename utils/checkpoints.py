@@ -77,7 +77,7 @@ def read_checkpoint(path: str | Path, *, mmap: bool = True) -> dict[str, Any]:
             f"Checkpoint {path} was refused: it holds objects other than tensors and coqui configs "
             f"(loading it could run code). Use a checkpoint written by XTTS training. ({str(e).splitlines()[0]})"
         ) from e
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as e:
+    except Exception as e:  # torch raises many types for corrupt files (RuntimeError, EOFError, IndexError...)
         raise CheckpointError(
             f"Checkpoint {path} is not a readable PyTorch file (truncated or corrupt?): {str(e).splitlines()[0]}"
         ) from e
@@ -265,3 +265,39 @@ def remove_partial_files(folder: Path) -> list[Path]:
     return stale
 
 
+
+
+TRAINER_ONLY_PREFIXES = ("dvae.", "torch_mel_spectrogram_style_encoder.", "torch_mel_spectrogram_dvae.")
+
+
+def xtts_weights(model_state: dict[str, Any]) -> dict[str, Any]:
+    """The Xtts part of any checkpoint's weights: `xtts.` prefix stripped, trainer-only modules (DVAE, mel
+    extractors) dropped. Works for trainer checkpoints, exports and the released model.pth alike."""
+    out = {}
+    for key, value in model_state.items():
+        key = key.removeprefix("xtts.")
+        if not key.startswith(TRAINER_ONLY_PREFIXES):
+            out[key] = value
+    return out
+
+
+def load_xtts_weights(xtts: torch.nn.Module, model_state: dict[str, Any], source: Path) -> None:
+    """Load a checkpoint's weights into an Xtts model, refusing any missing, unexpected or mis-shaped key."""
+    weights = xtts_weights(model_state)
+    target = xtts.state_dict()
+    missing = sorted(set(target) - set(weights))
+    unexpected = sorted(set(weights) - set(target))
+    wrong = [k for k in target if k in weights and tuple(weights[k].shape) != tuple(target[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} tensors of another shape (e.g. {k}: {tuple(weights[k].shape)} here, "
+                         f"{tuple(target[k].shape)} expected)")
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        raise CheckpointError(f"Checkpoint {source} does not fit the model its config describes: {'; '.join(parts)}. "
+                              f"Use a checkpoint of the same XTTS size, or the matching --base_model_dir.")
+    xtts.load_state_dict(weights, strict=True)

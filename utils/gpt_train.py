@@ -27,12 +27,14 @@ if __package__ in (None, ""):  # run as `python utils/gpt_train.py`: make `utils
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils import checkpoints as ck
-from utils.checkpoints import CheckpointError, CheckpointInfo, classify_checkpoint
+from utils.checkpoints import CheckpointInfo, classify_checkpoint
+from utils.manifest import data_manifest, describe_changes
 from utils.options import TrainOptions, add_options, options_from_namespace
 
 logger = logging.getLogger("xtts_ft")
 SAMPLE_RATE = 22050
 RUN_RECORD = "run.json"  # in each run folder: where it came from and every start
+MANIFEST_FILE = "data_manifest.json"  # the training data of the latest start
 LOCK_FILE = ".lock"
 
 __all__ = ["CheckpointInfo", "StartPlan", "TrainResult", "classify_checkpoint", "main", "train_gpt"]
@@ -166,21 +168,21 @@ def _now() -> str:
 
 
 # --- building the model ----------------------------------------------------------------------------------
-def build_config(opts: TrainOptions, base_dir: Path, base_config: dict[str, Any], vocab: Path, run_dir: Path):
+def build_config(opts: TrainOptions, base, vocab: Path, run_dir: Path):
     """coqui's GPTTrainerConfig for this run; the model's dimensions come from the base folder's config.json."""
     from TTS.tts.configs.xtts_config import XttsAudioConfig
     from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTArgs, GPTTrainerConfig
 
     known = GPTArgs.__dataclass_fields__
-    model_args = GPTArgs(**{k: v for k, v in base_config["model_args"].items() if k in known})
+    model_args = GPTArgs(**{k: v for k, v in base.config["model_args"].items() if k in known})
     model_args.max_wav_length = int(opts.max_audio_length * SAMPLE_RATE)
     model_args.max_text_length = 200
-    model_args.mel_norm_file = str(base_dir / "mel_stats.pth")
-    model_args.dvae_checkpoint = str(base_dir / "dvae.pth")
+    model_args.mel_norm_file = str(base.mel_stats_path)
+    model_args.dvae_checkpoint = str(base.dvae_path)
     model_args.xtts_checkpoint = ""  # weights are loaded by us, checked, from the one file
     model_args.tokenizer_file = str(vocab)
     audio = XttsAudioConfig(sample_rate=SAMPLE_RATE, dvae_sample_rate=SAMPLE_RATE, output_sample_rate=24000)
-    languages = sorted(set(base_config.get("languages") or []) | {opts.language})
+    languages = sorted(set(base.config.get("languages") or []) | {opts.language})
     return GPTTrainerConfig(
         epochs=opts.num_epochs, output_path=str(run_dir), model_args=model_args, run_name=opts.run_name,
         project_name="xtts_ft", dashboard_logger="tensorboard", audio=audio, languages=languages,
@@ -200,45 +202,11 @@ def build_model(config, vocab: Path):
     """coqui's GPTTrainer with our tokenizer (which also accepts languages coqui's list lacks)."""
     from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTTrainer
 
-    model = GPTTrainer.init_from_config(config)
-    with contextlib.suppress(ImportError):
-        from utils.vocab import make_tokenizer
+    from utils.vocab import make_tokenizer
 
-        model.xtts.tokenizer = make_tokenizer(vocab)
+    model = GPTTrainer(config)
+    model.xtts.tokenizer = make_tokenizer(vocab)
     return model
-
-
-def xtts_weights(model_state: dict[str, Any]) -> dict[str, Any]:
-    """The Xtts part of any checkpoint's weights: `xtts.` prefix stripped, trainer-only modules dropped."""
-    skip = ("dvae.", "torch_mel_spectrogram_style_encoder.", "torch_mel_spectrogram_dvae.")
-    out = {}
-    for key, value in model_state.items():
-        key = key.removeprefix("xtts.")
-        if not key.startswith(skip):
-            out[key] = value
-    return out
-
-
-def load_base_weights(model, data: dict[str, Any], source: Path) -> None:
-    """Load a checkpoint's weights into the Xtts model, refusing any missing, unexpected or mis-shaped key."""
-    weights = xtts_weights(data[ck.KEY_MODEL])
-    target = model.xtts.state_dict()
-    missing = sorted(set(target) - set(weights))
-    unexpected = sorted(set(weights) - set(target))
-    wrong = [k for k in target if k in weights and tuple(weights[k].shape) != tuple(target[k].shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if wrong:
-            parts.append(f"{len(wrong)} tensors of another shape (e.g. {wrong[0]}: "
-                         f"{tuple(weights[wrong[0]].shape)} vs {tuple(target[wrong[0]].shape)})")
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        raise CheckpointError(f"{source} does not fit the model the base folder's config.json describes: "
-                              f"{'; '.join(parts)}. Use a checkpoint of the same XTTS size, or the matching "
-                              f"--base_model_dir.")
-    model.xtts.load_state_dict(weights, strict=True)
 
 
 def read_samples(csv_path: str, language: str) -> list[dict[str, Any]]:
@@ -270,7 +238,7 @@ class EventLog:
         for path in self.paths:
             with open(path, "a") as f:
                 f.write(line + "\n")
-        if event["event"] in ("start", "checkpoint", "end"):
+        if event["event"] in ("start", "checkpoint", "end", "warning"):
             print(_human(event), flush=True)
         if self.callback is not None:
             self.callback(event)
@@ -307,7 +275,9 @@ def train_gpt(
 def resolve_base(opts: TrainOptions):
     from utils.base_model import ensure_base_model
 
-    return ensure_base_model(Path(opts.base_model_dir) if opts.base_model_dir else None)
+    if opts.base_model_dir:  # the user's own folder: check it, never download into it
+        return ensure_base_model(Path(opts.base_model_dir), download=False)
+    return ensure_base_model(None, download=True)
 
 
 def run_training(opts, base, plan: StartPlan, on_event, stop_requested) -> TrainResult:
@@ -320,13 +290,17 @@ def run_training(opts, base, plan: StartPlan, on_event, stop_requested) -> Train
                       on_event)
     train_samples = read_samples(opts.train_csv, opts.language)
     eval_samples = read_samples(opts.eval_csv, opts.language)
-    config = build_config(opts, base.folder, base.config, plan.vocab_path, plan.run_dir)
+    config = build_config(opts, base, plan.vocab_path, plan.run_dir)
     model = build_model(config, plan.vocab_path)
     data = load_start_state(model, plan)
+    manifest = data_manifest([opts.train_csv, opts.eval_csv], train_samples + eval_samples)
+    if plan.mode == "resume":
+        report_data_changes(plan, data, manifest, events)
+    (plan.run_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
     control = RunControl(
         max_steps=opts.max_steps, save_step=opts.save_step, keep_checkpoints=opts.keep_checkpoints,
         seed=opts.seed, vocab_sha256=vocab_sha256(plan.vocab_path), source=str(plan.source),
-        on_event=events, stop_requested=stop_requested,
+        on_event=events, stop_requested=stop_requested, extra_state={"data_digest": manifest["digest"]},
     )
     args = TrainerArgs(continue_path=str(plan.run_dir), restore_path=None, grad_accum_steps=opts.grad_accum)
     trainer = RunTrainer(args, config, output_path=str(plan.run_dir), model=model, train_samples=train_samples,
@@ -356,12 +330,25 @@ def load_start_state(model, plan: StartPlan) -> dict[str, Any]:
 
         expanded = expand_base_checkpoint(plan.source, plan.source_vocab_path, plan.vocab_path, plan.run_dir)
         data = ck.read_checkpoint(expanded)
-        load_base_weights(model, data, expanded)
+        ck.load_xtts_weights(model.xtts, data[ck.KEY_MODEL], expanded)
         return data
     data = ck.read_checkpoint(plan.source)
     if plan.mode == "base":
-        load_base_weights(model, data, plan.source)
+        ck.load_xtts_weights(model.xtts, data[ck.KEY_MODEL], plan.source)
     return data
+
+
+def report_data_changes(plan: StartPlan, data: dict[str, Any], manifest: dict[str, Any], events: EventLog) -> None:
+    """One line when the data differs from what the checkpoint was trained on; training goes on."""
+    recorded = (data.get(ck.KEY_RUN_STATE) or {}).get("data_digest")
+    if recorded is None or recorded == manifest["digest"]:
+        return
+    old_path = plan.source.parent / MANIFEST_FILE
+    old = json.loads(old_path.read_text()) if old_path.is_file() else {"digest": recorded}
+    details = describe_changes(old, manifest) or "details unknown"
+    message = (f"Training data changed since {plan.source.name} ({details}): training goes on, but the run no longer "
+               f"matches an uninterrupted one exactly.")
+    events({"event": "warning", "message": message, "step": plan.info.step, "epoch": plan.info.epoch})
 
 
 def start_message(plan: StartPlan, step: int, epoch: int, lr: float) -> str:

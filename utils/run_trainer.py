@@ -123,7 +123,8 @@ class RunTrainer(Trainer):
         self.train_dataset: PositionSeededDataset | None = None
         self.saved_paths: list[Path] = []
         self.last_checkpoint: Path | None = None
-        self.last_event_time = time.time()
+        self.keep_avg_state: dict[str, Any] | None = None  # the epoch's running averages at the checkpoint
+        self.last_loss: float | None = None  # loss of the latest batch
         super().__init__(*args, **kwargs)
 
     # --- setup -------------------------------------------------------------------------------------------
@@ -198,6 +199,16 @@ class RunTrainer(Trainer):
             if isinstance(loss, dict):
                 self.best_loss = {"train_loss": _finite(loss.get("train_loss")),
                                   "eval_loss": _finite(loss.get("eval_loss"))}
+        self.purge_logs_after(self.total_steps_done)
+
+    def purge_logs_after(self, step: int) -> None:
+        """TensorBoard: drop scalars a killed run logged after its last checkpoint, so none appear twice."""
+        from torch.utils.tensorboard import SummaryWriter
+        from trainer.logging.tensorboard_logger import TensorboardLogger
+
+        if isinstance(self.dashboard_logger, TensorboardLogger):
+            self.dashboard_logger.writer.close()
+            self.dashboard_logger.writer = SummaryWriter(str(self.output_path), purge_step=step)
 
     # --- the loop ----------------------------------------------------------------------------------------
     def train_epoch(self) -> None:
@@ -210,7 +221,7 @@ class RunTrainer(Trainer):
         loader = self._loader(self.train_dataset, batch_size=self.config.batch_size,
                               workers=self.config.num_loader_workers, sampler=sampler,
                               seed=self.control.seed * 100003 + self.epochs_done)
-        if start and getattr(self, "keep_avg_state", None):
+        if start and self.keep_avg_state:
             self.keep_avg_train.avg_values = dict(self.keep_avg_state["avg_values"])
             self.keep_avg_train.iters = dict(self.keep_avg_state["iters"])
         self.keep_avg_state = None
@@ -221,7 +232,8 @@ class RunTrainer(Trainer):
         loader_start = time.time()
         for batch_index, batch in enumerate(loader, start=start):
             self.epoch_batch = batch_index + 1
-            self.train_step(batch, n_batches, batch_index, loader_start)
+            _, losses = self.train_step(batch, n_batches, batch_index, loader_start)
+            self.last_loss = losses.get("loss") if losses else None
             stepped = (batch_index + 1) % self.grad_accum_steps == 0 or batch_index + 1 == n_batches
             if stepped:
                 self.after_update()
@@ -240,8 +252,8 @@ class RunTrainer(Trainer):
         """At an update boundary: report, save on save_step, and stop for max_steps or a requested stop."""
         self.updates += 1
         avg = self.keep_avg_train.avg_values
-        self.emit("update", loss=avg.get("avg_loss"), loss_text_ce=avg.get("avg_loss_text_ce"),
-                  loss_mel_ce=avg.get("avg_loss_mel_ce"), lr=self.optimizer[0].param_groups[0]["lr"])
+        self.emit("update", loss=self.last_loss, avg_loss=avg.get("avg_loss"), avg_loss_text_ce=avg.get(
+            "avg_loss_text_ce"), avg_loss_mel_ce=avg.get("avg_loss_mel_ce"), lr=self.optimizer[0].param_groups[0]["lr"])
         reached_max = self.control.max_steps is not None and self.updates >= self.control.max_steps
         stop = self.control.stop_requested()
         if self.updates % self.control.save_step == 0 or reached_max or stop:

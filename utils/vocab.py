@@ -40,6 +40,7 @@ SPACE_TOKEN = "[SPACE]"
 COQUI_LANGUAGES = frozenset(
     {"ar", "cs", "de", "en", "es", "fr", "hi", "hu", "it", "ja", "ko", "nl", "pl", "pt", "ru", "tr", "zh"}
 )
+DEFAULT_CHAR_LIMIT = 250  # coqui's check_input_length default for languages without a limit of their own
 DEFAULT_MAX_NEW_TOKENS = 1000
 DEFAULT_MIN_FREQUENCY = 2  # a pair must occur twice in the transcripts to become a token
 EXPANDED_BASE_NAME = "expanded_base.pth"
@@ -138,6 +139,14 @@ def language_token(language: str) -> str:
     return "[zh-cn]" if code == "zh" else f"[{code}]"
 
 
+class CharLimits(dict):
+    """coqui's per-language character limits, with coqui's default (250) for other languages: Xtts.inference
+    indexes `tokenizer.char_limits[language]` when splitting text, which fails for a new language."""
+
+    def __missing__(self, language: str) -> int:
+        return DEFAULT_CHAR_LIMIT
+
+
 @functools.cache
 def _tokenizer_class() -> type:
     """Define XttsTokenizer on first use, so that importing this module does not import coqui-tts."""
@@ -149,6 +158,7 @@ def _tokenizer_class() -> type:
         def __init__(self, vocab_file: str | os.PathLike[str]):
             super().__init__(vocab_file)
             self.vocab_path = str(vocab_file)
+            self.char_limits = CharLimits(self.char_limits)
 
         def preprocess_text(self, txt: str, lang: str) -> str:
             """Coqui's cleaning for the languages it knows; clean_text_neutral for any other."""
@@ -306,6 +316,8 @@ def extend_vocabulary(
         added.append(tok)
         next_id += 1
 
+    for entry in data["added_tokens"]:  # pin added-only tokens ([START]): the library renumbers them on load
+        entry["id"] = vocab.setdefault(entry["content"], old_ids[entry["content"]])
     language_added = token not in old_ids
     if language_added:
         data["added_tokens"].append(
@@ -349,6 +361,7 @@ def extend_vocabulary(
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(data, out_path)
+    _check_ids_kept(old_ids, out_path)
     _check_encodes(out_path, texts, language)
     return VocabExtension(
         path=str(out_path),
@@ -363,6 +376,14 @@ def extend_vocabulary(
         new_sha256=vocab_sha256(out_path),
         transcripts=len(cleaned),
     )
+
+
+def _check_ids_kept(old_ids: dict[str, int], vocab_path: Path) -> None:
+    """Refuse a written vocabulary in which some base token has a different id (the model's rows would move)."""
+    new_ids = load_vocab(vocab_path).get_vocab(with_added_tokens=True)
+    moved = [t for t, i in old_ids.items() if new_ids.get(t) != i]
+    if moved:
+        raise VocabError(f"Vocabulary file {vocab_path} changed the ids of {', '.join(moved[:5])}: report this.")
 
 
 def _check_encodes(vocab_path: Path, texts: Iterable[str], language: str) -> None:

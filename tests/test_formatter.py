@@ -1,0 +1,604 @@
+"""Dataset preparation on real audio files made here: recordings -> clips + CSVs, import, validation, CLI.
+
+The only stand-in is `ScriptedTranscriber`: it returns known, word-timed segments for known audio (matched by
+the file's content), so that clip cutting, the split and the CSVs are checked without Whisper weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from utils import formatter as fm
+from utils.testbed import SENTENCES, build_vocab, synth_clip
+from utils.transcribe import Segment, Transcriber, Transcript, Word
+
+ROOT = Path(__file__).resolve().parent.parent
+ETHIOPIC = "ሰላም ለዓለም እንዴት ነህ"
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+class ScriptedTranscriber:
+    """Returns the segments registered for a file's content; records which files it was asked about."""
+
+    def __init__(self, language: str = "en") -> None:
+        self.language = language
+        self.scripts: dict[str, tuple[list[Segment], float]] = {}
+        self.calls: list[str] = []
+
+    def register(self, path: Path, segments: list[Segment], duration: float) -> None:
+        self.scripts[fm.file_sha256(path)] = (segments, duration)
+
+    def transcribe(self, path, language=None, *, on_progress=None) -> Transcript:
+        self.calls.append(Path(path).name)
+        segments, duration = self.scripts[fm.file_sha256(Path(path))]
+        for seg in segments:
+            if on_progress:
+                on_progress(seg.end)
+        return Transcript(language or self.language, segments, duration)
+
+
+def script(sentences: list[str], start: float = 0.4, word_s: float = 0.36, gap: float = 0.08, pause: float = 0.8
+           ) -> tuple[list[Segment], float]:
+    """Word-timed segments, one per sentence, and the length of audio they need."""
+    segments, t = [], start
+    for sentence in sentences:
+        words = []
+        for token in sentence.split():
+            words.append(Word(round(t, 3), round(t + word_s, 3), " " + token, 0.9))
+            t += word_s + gap
+        segments.append(Segment(words[0].start, words[-1].end, sentence, tuple(words)))
+        t += pause
+    return segments, t + 0.3
+
+
+def encode(path: Path, samples: np.ndarray, rate: int) -> Path:
+    """Write `samples` (frames[, channels]) in the format the suffix names; skip the test, saying so, where this
+    machine has no encoder for it."""
+    ext = path.suffix.lower()
+    try:
+        if ext in (".wav", ".flac"):
+            sf.write(path, samples, rate)
+        elif ext == ".ogg":
+            sf.write(path, samples, rate, format="OGG", subtype="VORBIS")
+        elif ext == ".mp3" and "MP3" in sf.available_formats():
+            sf.write(path, samples, rate, format="MP3", subtype="MPEG_LAYER_III")
+        else:  # m4a (AAC), or mp3 where libsndfile lacks it: FFmpeg through torchcodec
+            import torch
+            from torchcodec.encoders import AudioEncoder
+
+            data = torch.from_numpy(np.ascontiguousarray(samples.T if samples.ndim > 1 else samples[None, :]))
+            AudioEncoder(data, sample_rate=rate).to_file(str(path))
+    except Exception as e:  # any encoder failure means: this codec cannot be tested on this machine
+        pytest.skip(f"no {ext} encoder on this machine ({e}): the {ext} input path is NOT tested here")
+    return path
+
+
+def recording(folder: Path, name: str, sentences: list[str], transcriber: ScriptedTranscriber, *, seed: int,
+              channels: int = 1, rate: int = 44100, **timing) -> Path:
+    """A voice-like recording long enough for `sentences`, registered with the transcriber."""
+    segments, seconds = script(sentences, **timing)
+    path = encode(folder / name, synth_clip(seconds, seed=seed, channels=channels, sample_rate=rate), rate)
+    transcriber.register(path, segments, sf.info(path).duration if path.suffix != ".m4a" else seconds)
+    return path
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.reader(f, delimiter="|"))
+
+
+def write_csv(path: Path, rows: list[tuple[str, str, str]], header: str = "audio_file|text|speaker_name") -> Path:
+    path.write_text(header + "\n" + "".join("|".join(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def vocab(tmp_path_factory) -> Path:
+    """The test bed's vocabulary (English letters only): the one a tiny base model has."""
+    path = tmp_path_factory.mktemp("vocab") / "vocab.json"
+    build_vocab(path, SENTENCES)
+    return path
+
+
+FAST = fm.PrepareOptions(language="en", min_clip_seconds=3.0, max_clip_seconds=11.0, seed=7)
+
+
+# ----------------------------------------------------------------------------------------------- from recordings
+
+
+def test_recordings_become_22khz_mono_clips_and_csvs(tmp_path, vocab):
+    t = ScriptedTranscriber()
+    src = tmp_path / "src"
+    src.mkdir()
+    stereo = recording(src, "interview.wav", SENTENCES[:4], t, seed=1, channels=2, rate=44100)
+    flac = recording(src, "reading.flac", SENTENCES[4:7], t, seed=2, rate=16000)
+    events: list[fm.Progress] = []
+    out = tmp_path / "out"
+    summary = fm.prepare_from_audio([src], fm.dataset_dir_for(out), t, FAST, events.append)
+
+    dataset = out / "dataset"
+    assert summary.dataset_dir == dataset and summary.language == "en"
+    assert sorted(t.calls) == ["interview.wav", "reading.flac"]
+    assert summary.clips_added == 7 and summary.files_added == [str(stereo.resolve()), str(flac.resolve())]
+    assert (dataset / "lang.txt").read_text().strip() == "en"
+    train, evals = read_rows(dataset / "metadata_train.csv"), read_rows(dataset / "metadata_eval.csv")
+    assert train[0] == evals[0] == ["audio_file", "text", "speaker_name"]
+    rows = train[1:] + evals[1:]
+    assert len(evals) - 1 == 1 and len(train) - 1 == 6  # 15% of 7, rounded, at least one
+    assert sorted(r[1] for r in rows) == sorted(SENTENCES[:7])  # one sentence per clip, text as spoken
+    for rel, _, speaker in rows:
+        assert speaker == "coqui" and rel.startswith("wavs/") and not Path(rel).is_absolute()
+        info = sf.info(dataset / rel)
+        assert (info.samplerate, info.channels, info.subtype) == (fm.SAMPLE_RATE, 1, "PCM_16")
+        assert 3.0 <= info.duration <= 11.0
+    report = fm.validate_dataset(dataset / "metadata_train.csv", vocab_path=vocab)
+    assert report.ok and not report.warnings, report.format()
+
+    assert events[0].files_done == 0 and events[-1].files_done == events[-1].files_total == 2
+    assert events[-1].clips == 7 and events[-1].remaining_s == 0.0
+    assert all(e.elapsed_s >= 0 for e in events) and any(e.remaining_s not in (None, 0.0) for e in events)
+    assert "files 2/2, clips 7" in str(events[-1])
+
+
+def test_clip_audio_is_the_stretch_of_the_recording(tmp_path):
+    """A clip holds the recording's samples between its words' times (plus padding), resampled."""
+    t = ScriptedTranscriber()
+    rec = recording(tmp_path, "a.wav", SENTENCES[:2], t, seed=5, rate=fm.SAMPLE_RATE)
+    fm.prepare_from_audio([rec], tmp_path / "ds", t, FAST)
+    plans, _ = fm.plan_clips(Transcript("en", *t.scripts[fm.file_sha256(rec)]), duration=sf.info(rec).duration)
+    original, _ = sf.read(rec, dtype="float32")
+    rows = read_rows(tmp_path / "ds" / "metadata_train.csv")[1:] + read_rows(tmp_path / "ds" / "metadata_eval.csv")[1:]
+    first = next(r for r in rows if r[1] == SENTENCES[0])
+    clip, _ = sf.read(tmp_path / "ds" / first[0], dtype="float32")
+    start = int(plans[0].start * fm.SAMPLE_RATE)
+    np.testing.assert_allclose(clip, original[start: start + len(clip)], atol=1e-4)
+
+
+@pytest.mark.parametrize("suffix", [".mp3", ".ogg", ".m4a"])
+def test_compressed_recordings(tmp_path, suffix):
+    t = ScriptedTranscriber()
+    rec = recording(tmp_path, f"voice{suffix}", SENTENCES[:2], t, seed=9, channels=2, rate=44100)
+    summary = fm.prepare_from_audio([rec], tmp_path / "ds", t, FAST)
+    assert summary.clips_added == 2
+    for rel, _, _ in read_rows(tmp_path / "ds" / "metadata_train.csv")[1:]:
+        info = sf.info(tmp_path / "ds" / rel)
+        assert (info.samplerate, info.channels) == (fm.SAMPLE_RATE, 1)
+
+
+def test_split_is_deterministic_for_a_seed(tmp_path):
+    t = ScriptedTranscriber()
+    recs = [recording(tmp_path, f"r{i}.wav", SENTENCES[i * 3:(i + 1) * 3], t, seed=i, rate=22050) for i in range(4)]
+
+    def eval_texts(folder: str, seed: int, order: list[Path]) -> set[str]:
+        opts = fm.PrepareOptions(language="en", seed=seed, eval_fraction=0.25)
+        fm.prepare_from_audio(order, tmp_path / folder, t, opts)
+        return {r[1] for r in read_rows(tmp_path / folder / "metadata_eval.csv")[1:]}
+
+    first = eval_texts("a", 1, recs)
+    assert len(first) == 3  # 25% of 12
+    assert eval_texts("b", 1, recs[::-1]) == first  # same seed, other order: same split
+    assert any(eval_texts(f"c{s}", s, recs) != first for s in (2, 3, 4))
+
+
+def test_adding_recordings_redoes_no_old_ones(tmp_path):
+    t = ScriptedTranscriber()
+    a = recording(tmp_path, "a.wav", SENTENCES[:3], t, seed=1, rate=22050)
+    b = recording(tmp_path, "b.ogg", SENTENCES[3:6], t, seed=2, rate=44100)
+    ds = tmp_path / "ds"
+    fm.prepare_from_audio([a], ds, t, FAST)
+    before = {p.name: p.read_bytes() for p in (ds / "wavs").iterdir()}
+    old_train = read_rows(ds / "metadata_train.csv")
+    old_eval = read_rows(ds / "metadata_eval.csv")
+    t.calls.clear()
+
+    copy_of_a = tmp_path / "again" / "a_renamed.wav"
+    copy_of_a.parent.mkdir()
+    copy_of_a.write_bytes(a.read_bytes())
+    summary = fm.prepare_from_audio([a, copy_of_a, b], ds, t, FAST)
+    assert t.calls == ["b.ogg"]  # only the new recording was transcribed
+    assert summary.files_skipped == [str(a.resolve()), str(copy_of_a.resolve())]
+    assert summary.clips_added == 3 and summary.train_lines + summary.eval_lines == 6
+    assert {p.name: p.read_bytes() for p in (ds / "wavs").iterdir() if p.name in before} == before
+    assert read_rows(ds / "metadata_train.csv")[: len(old_train)] == old_train  # old lines stay where they were
+    assert read_rows(ds / "metadata_eval.csv")[: len(old_eval)] == old_eval
+
+    t.calls.clear()
+    fm.prepare_from_audio([a, b], ds, t, FAST)
+    assert t.calls == []
+    manifest = json.loads((ds / "sources.json").read_text())["sources"]
+    assert len(manifest) == 2 and all(len(v["clips"]) == 3 for v in manifest.values())
+
+
+def test_language_is_detected_then_kept(tmp_path):
+    t = ScriptedTranscriber(language="de")
+    a = recording(tmp_path, "a.wav", SENTENCES[:2], t, seed=1, rate=22050)
+    b = recording(tmp_path, "b.wav", SENTENCES[2:4], t, seed=2, rate=22050)
+    summary = fm.prepare_from_audio([a], tmp_path / "ds", t, fm.PrepareOptions())  # language: detect
+    assert summary.language == "de" and (tmp_path / "ds" / "lang.txt").read_text().strip() == "de"
+    with pytest.raises(fm.DatasetError, match=r"is in 'de'.*not 'en'.*another output folder"):
+        fm.prepare_from_audio([b], tmp_path / "ds", t, fm.PrepareOptions(language="en"))
+
+
+def test_bad_inputs_and_options_are_named(tmp_path):
+    t = ScriptedTranscriber()
+    with pytest.raises(fm.DatasetError, match="nowhere.wav does not exist"):
+        fm.prepare_from_audio([tmp_path / "nowhere.wav"], tmp_path / "ds", t, FAST)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(fm.DatasetError, match="No audio files"):
+        fm.prepare_from_audio([tmp_path / "empty"], tmp_path / "ds", t, FAST)
+    broken = tmp_path / "broken.mp3"
+    broken.write_text("this is not audio")
+    with pytest.raises(fm.DatasetError, match=r"broken\.mp3 cannot be read"):
+        fm.prepare_from_audio([broken], tmp_path / "ds", t, FAST)
+    for bad, name in (({"eval_fraction": 0.0}, "eval_fraction"), ({"max_clip_seconds": 2.0}, "max_clip_seconds"),
+                      ({"speaker_name": "a|b"}, "speaker_name"), ({"language": "English"}, "language")):
+        with pytest.raises(ValueError, match=name):
+            fm.prepare_from_audio([broken], tmp_path / "ds", t, fm.PrepareOptions(**bad))
+    assert not (tmp_path / "ds").exists()
+
+
+# ----------------------------------------------------------------------------------------------- clip planning
+
+
+def test_long_sentences_are_split_and_short_ones_joined():
+    long_sentence = " ".join(SENTENCES[0].rstrip(".").split() * 3) + "."  # ~11.9 s of words
+    segments, seconds = script([long_sentence, "yes.", "of course.", SENTENCES[1]])
+    clips, left_out = fm.plan_clips(Transcript("en", segments, seconds), min_seconds=3.0, max_seconds=11.0)
+    assert not left_out
+    assert all(3.0 <= c.seconds <= 11.0 for c in clips), [c.seconds for c in clips]
+    assert len(clips) == 4
+    assert " ".join(c.text for c in clips[:2]) == long_sentence
+    assert clips[2].text == "yes. of course. " + SENTENCES[1]  # the short ones joined with their neighbour
+    for a, b in zip(clips, clips[1:], strict=False):
+        assert a.end <= b.start  # no clip reaches into the next one
+
+
+def test_clip_edges_stay_between_words():
+    segments, seconds = script(SENTENCES[:3], gap=0.05, pause=0.1)  # sentences close together
+    clips, _ = fm.plan_clips(Transcript("en", segments, seconds), padding_seconds=0.5)
+    words = [w for s in segments for w in s.words]
+    for clip in clips:
+        inside = [w for w in words if w.start < clip.end and w.end > clip.start]
+        assert all(clip.start <= w.start and w.end <= clip.end for w in inside), clip
+        assert "".join(w.text for w in inside).strip() == clip.text
+
+
+def test_segments_without_words_and_leftovers():
+    segments = [Segment(0.5, 4.5, " A sentence without word times."), Segment(6.0, 6.8, "Hm."),
+                Segment(9.0, 22.0, "A run-on stretch without any word times at all.")]
+    clips, left_out = fm.plan_clips(Transcript("en", segments, 23.0))
+    assert [c.text for c in clips] == ["A sentence without word times. Hm."]
+    assert len(left_out) == 1 and "longer than 11 s" in left_out[0]
+
+
+# ----------------------------------------------------------------------------------------------- import
+
+
+def ljspeech(folder: Path, rate: int = 44100) -> Path:
+    (folder / "wavs").mkdir(parents=True)
+    lines = []
+    for i, sentence in enumerate(SENTENCES[:8]):
+        seconds = 1.0 if i == 7 else 3.2 + 0.2 * i  # the last one is too short for conditioning
+        sf.write(folder / "wavs" / f"LJ001-{i:04d}.wav", synth_clip(seconds, seed=i, sample_rate=rate), rate)
+        raw = f'"{sentence.capitalize()}" said Dr. Smith' if i == 0 else sentence.upper()
+        lines.append(f"LJ001-{i:04d}|{raw}|{sentence}")
+    lines.append("LJ001-0099|a line whose audio is gone.|a line whose audio is gone.")
+    (folder / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_import_ljspeech_copies_and_resamples(tmp_path, vocab):
+    src = ljspeech(tmp_path / "LJSpeech-1.1")
+    summary = fm.import_dataset(src, tmp_path / "out" / "dataset", fm.ImportOptions(language="en", seed=3))
+    ds = tmp_path / "out" / "dataset"
+    assert summary.clips_added == 7 and summary.train_lines == 6 and summary.eval_lines == 1
+    assert any("line 8" in r and "outside 3-11 s" in r for r in summary.left_out)
+    assert any("line 9" in r and "does not exist" in r for r in summary.left_out)
+    rows = read_rows(ds / "metadata_train.csv")[1:] + read_rows(ds / "metadata_eval.csv")[1:]
+    assert {r[1] for r in rows} == set(SENTENCES[:7])  # the normalized column
+    for rel, _, speaker in rows:
+        assert rel.startswith("wavs/LJ001-") and speaker == "coqui"
+        assert sf.info(ds / rel).samplerate == fm.SAMPLE_RATE
+    assert fm.validate_dataset(ds, vocab_path=vocab).ok
+
+    again = fm.import_dataset(src, ds, fm.ImportOptions(language="en", seed=3))
+    assert again.clips_added == 0 and len(again.files_skipped) == 7
+    assert (again.train_lines, again.eval_lines) == (6, 1)
+
+
+def test_import_ljspeech_raw_text_in_place(tmp_path):
+    src = ljspeech(tmp_path / "lj", rate=fm.SAMPLE_RATE)
+    ds = tmp_path / "ds"
+    fm.import_dataset(src / "metadata.csv", ds, fm.ImportOptions(language="en", copy_audio=False,
+                                                                 ljspeech_text="raw", speaker_name="narrator"))
+    assert not (ds / "wavs").exists()
+    samples = fm.load_samples(ds / "metadata_train.csv") + fm.load_samples(ds / "metadata_eval.csv")
+    texts = {s["text"] for s in samples}
+    assert '"The quick brown fox jumps over the lazy dog." said Dr. Smith' in texts  # quotes kept as written
+    for s in samples:
+        assert Path(s["audio_file"]).parent == (src / "wavs").resolve() and s["speaker_name"] == "narrator"
+
+
+def test_import_coqui_keeps_its_split(tmp_path, tiny_dataset, vocab):
+    ds = tmp_path / "ds"
+    summary = fm.import_dataset(tiny_dataset.folder, ds)
+    assert summary.language == "en"  # from the source's lang.txt
+    assert (summary.train_lines, summary.eval_lines) == (8, 2)
+    source_eval = {r[1] for r in read_rows(tiny_dataset.eval_csv)[1:]}
+    assert {r[1] for r in read_rows(ds / "metadata_eval.csv")[1:]} == source_eval
+    assert fm.validate_dataset(ds, vocab_path=vocab).ok
+    # one CSV alone is split by the seed
+    single = fm.import_dataset(tiny_dataset.train_csv, tmp_path / "single", fm.ImportOptions(eval_fraction=0.25))
+    assert (single.train_lines, single.eval_lines) == (6, 2)
+
+
+def test_import_refuses_unknown_sources(tmp_path):
+    with pytest.raises(fm.DatasetError, match="does not exist"):
+        fm.import_dataset(tmp_path / "nothing", tmp_path / "ds")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(fm.DatasetError, match="neither metadata.csv"):
+        fm.import_dataset(tmp_path / "folder", tmp_path / "ds")
+    src = ljspeech(tmp_path / "lj")
+    with pytest.raises(fm.DatasetError, match="pass --language"):
+        fm.import_dataset(src, tmp_path / "ds")
+
+
+# ----------------------------------------------------------------------------------------------- validation
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory) -> Path:
+    """A dataset with one fault of each kind per line (line numbers: header = 1)."""
+    folder = tmp_path_factory.mktemp("faulty")
+    wavs = folder / "wavs"
+    wavs.mkdir()
+
+    def clip(name: str, seconds: float, rate: int = fm.SAMPLE_RATE, channels: int = 1) -> str:
+        sf.write(wavs / name, synth_clip(seconds, seed=len(name), channels=channels, sample_rate=rate), rate)
+        return f"wavs/{name}"
+
+    good = clip("good.wav", 4.0)
+    (wavs / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(50))
+    long_text = " ".join([SENTENCES[0]] * 7)  # 314 characters
+    write_csv(folder / "metadata_train.csv", [
+        (good, SENTENCES[0], "coqui"),                          # 2: fine
+        ("wavs/missing.wav", SENTENCES[1], "coqui"),            # 3: missing audio
+        ("wavs/broken.wav", SENTENCES[2], "coqui"),             # 4: unreadable audio
+        (clip("short.wav", 1.5), SENTENCES[3], "coqui"),        # 5: too short for conditioning
+        (clip("long.wav", 12.5), SENTENCES[4], "coqui"),        # 6: too long
+        (clip("quiet.wav", 4.0), "   ", "coqui"),               # 7: empty text
+        (clip("amharic.wav", 4.0), ETHIOPIC, "coqui"),          # 8: Ethiopic: a script the vocabulary lacks
+        (clip("spanish.wav", 4.0), "el niño comió ñoquis", "coqui"),  # 9: Latin letters the vocabulary lacks
+        (good, SENTENCES[5], "coqui"),                          # 10: same audio as line 2
+        (clip("cd.wav", 4.0, rate=44100, channels=2), SENTENCES[6], "coqui"),  # 11: 44.1 kHz, stereo
+        (clip("chatty.wav", 9.0), long_text, "coqui"),          # 12: text over the character limit
+    ])
+    write_csv(folder / "metadata_eval.csv", [
+        (clip("eval.wav", 5.0), SENTENCES[7], "coqui"),         # 2: fine
+        (good, SENTENCES[0], "coqui"),                          # 3: also in train
+    ])
+    (folder / "lang.txt").write_text("en\n")
+    return folder
+
+
+EXPECTED = [  # (severity, kind, csv, line, audio, words in the message)
+    ("error", "missing_audio", "metadata_train.csv", 3, "wavs/missing.wav", ["does not exist"]),
+    ("error", "unreadable_audio", "metadata_train.csv", 4, "wavs/broken.wav", ["cannot be read"]),
+    ("error", "too_short", "metadata_train.csv", 5, "wavs/short.wav", ["1.50 s", "3 s"]),
+    ("error", "too_long", "metadata_train.csv", 6, "wavs/long.wav", ["12.50 s", "max_audio_length 11 s"]),
+    ("error", "empty_text", "metadata_train.csv", 7, "wavs/quiet.wav", ["empty text"]),
+    ("error", "unknown_chars", "metadata_train.csv", 8, "wavs/amharic.wav", ["'ሰ' (U+1230)", "extend the vocabulary"]),
+    ("error", "unknown_chars", "metadata_train.csv", 9, "wavs/spanish.wav", ["'ñ' (U+00F1)", "replace or remove"]),
+    ("warning", "duplicate", "metadata_train.csv", 10, "wavs/good.wav", ["line 2"]),
+    ("warning", "sample_rate", "metadata_train.csv", 11, "wavs/cd.wav", ["44100 Hz", "22050 Hz"]),
+    ("warning", "channels", "metadata_train.csv", 11, "wavs/cd.wav", ["2 channels"]),
+    ("warning", "long_text", "metadata_train.csv", 12, "wavs/chatty.wav", ["314 characters", "250"]),
+    ("warning", "train_eval_overlap", "metadata_eval.csv", 3, "wavs/good.wav", ["metadata_train.csv line 2"]),
+]
+
+
+def test_validation_reports_each_fault_at_its_line(faulty, vocab):
+    report = fm.validate_dataset(faulty / "metadata_train.csv", faulty / "metadata_eval.csv", vocab_path=vocab)
+    found = {(i.severity, i.kind, Path(i.csv).name if i.csv else None, i.line, i.audio): i for i in report.issues}
+    for severity, kind, csv_name, line, audio, words in EXPECTED:
+        issue = found.get((severity, kind, csv_name, line, audio))
+        assert issue is not None, f"no {severity} {kind} at {csv_name}:{line}\n{report.format()}"
+        for word in words:
+            assert word in issue.message, issue
+    new_script = [i for i in report.errors if i.kind == "new_script"]
+    assert len(new_script) == 1 and "Ethiopic (1 line)" in new_script[0].message
+    assert "utils/vocab.py" in new_script[0].message
+    expected_lines = {(e[2], e[3]) for e in EXPECTED}
+    unexpected = [i for i in report.issues if i.line is not None and (Path(i.csv).name, i.line) not in expected_lines]
+    assert not unexpected, unexpected  # the fine lines are not reported
+    assert (report.train_lines, report.eval_lines) == (11, 2) and not report.ok
+
+    text = report.format()
+    assert "8 error(s), 5 warning(s)" in text and "Training refuses this dataset" in text
+    assert "ERROR metadata_train.csv line 3 (wavs/missing.wav): names audio that does not exist" in text
+    assert "warning metadata_eval.csv line 3 (wavs/good.wav): is also in metadata_train.csv line 2" in text
+
+    with pytest.raises(fm.DatasetError) as info:
+        report.raise_if_errors()
+    message = str(info.value)
+    assert message.startswith("The dataset has 8 error(s), so training does not start")
+    assert "metadata_train.csv line 3 (wavs/missing.wav)" in message
+    assert "metadata_train.csv line 5 (wavs/short.wav)" in message
+    assert "line 6" not in message and "and 5 more" in message
+
+
+def test_validation_without_vocab_checks_everything_else(faulty):
+    report = fm.validate_dataset(faulty)  # folder given: both CSVs, language from lang.txt
+    assert report.language == "en"
+    kinds = {i.kind for i in report.issues}
+    assert "unknown_chars" not in kinds and {"missing_audio", "too_short", "too_long", "empty_text"} <= kinds
+
+
+def test_token_limit_needs_the_vocab(tmp_path, vocab):
+    folder = tmp_path / "ds"
+    (folder / "wavs").mkdir(parents=True)
+    sf.write(folder / "wavs" / "a.wav", synth_clip(6.0, seed=1), fm.SAMPLE_RATE)
+    sf.write(folder / "wavs" / "b.wav", synth_clip(4.0, seed=2), fm.SAMPLE_RATE)
+    write_csv(folder / "metadata_train.csv", [("wavs/a.wav", SENTENCES[0] + " " + SENTENCES[1], "coqui")])
+    write_csv(folder / "metadata_eval.csv", [("wavs/b.wav", SENTENCES[2], "coqui")])
+    report = fm.validate_dataset(folder, vocab_path=vocab, language="en", max_text_tokens=20)
+    [issue] = report.errors
+    assert issue.kind == "long_text" and issue.line == 2 and "max_text_length of 20" in issue.message
+    assert fm.validate_dataset(folder, vocab_path=vocab, language="en").ok
+
+
+def test_new_language_without_its_token(tmp_path, vocab):
+    folder = tmp_path / "ds"
+    (folder / "wavs").mkdir(parents=True)
+    for name in ("a", "b"):
+        sf.write(folder / "wavs" / f"{name}.wav", synth_clip(4.0, seed=1), fm.SAMPLE_RATE)
+    write_csv(folder / "metadata_train.csv", [("wavs/a.wav", ETHIOPIC, "coqui")])
+    write_csv(folder / "metadata_eval.csv", [("wavs/b.wav", ETHIOPIC + " ።", "coqui")])
+    report = fm.validate_dataset(folder, vocab_path=vocab, language="am")
+    assert any(i.kind == "language_token" and "[am]" in i.message for i in report.warnings)
+    [script] = [i for i in report.errors if i.kind == "new_script"]
+    assert "Ethiopic (2 lines)" in script.message and "extend the vocabulary" in script.message
+
+
+CSV_FAULTS = [  # (file bytes, kind, line, words)
+    (b"audio_file|text|speaker_name\nwavs/a.wav|caf\xe9 au lait|coqui\n", "encoding", 2, ["not UTF-8", "0xe9"]),
+    (b"audio_file,text,speaker_name\nwavs/a.wav,hello,coqui\n", "delimiter", 1, ["commas", "'|'"]),
+    (b"audio_file\ttext\tspeaker_name\nwavs/a.wav\thello\tcoqui\n", "delimiter", 1, ["tabs"]),
+    (b"wavs/a.wav|hello there|coqui\n", "header", 1, ["no header line", "audio_file|text|speaker_name"]),
+    (b"LJ001-0001|Printing, in the only sense|Printing, in the only sense\n", "header", 1, ["LJSpeech", "import"]),
+    (b"file|words\nwavs/a.wav|hello\n", "header", 1, ["not the header"]),
+    (b"audio_file|text|speaker_name\nwavs/a.wav|hello|there|coqui\n", "columns", 2, ["4 columns", "header has 3"]),
+    (b"", "empty_csv", 1, ["is empty"]),
+    (b"audio_file|text|speaker_name\n", "empty_csv", None, ["no lines after its header"]),
+]
+
+
+@pytest.mark.parametrize(("data", "kind", "line", "words"), CSV_FAULTS, ids=[f"{c[1]}-{i}" for i, c in
+                                                                             enumerate(CSV_FAULTS)])
+def test_csv_faults(tmp_path, data, kind, line, words):
+    (tmp_path / "wavs").mkdir()
+    sf.write(tmp_path / "wavs" / "a.wav", synth_clip(4.0, seed=1), fm.SAMPLE_RATE)
+    train = tmp_path / "metadata_train.csv"
+    train.write_bytes(data)
+    write_csv(tmp_path / "metadata_eval.csv", [("wavs/a.wav", "hello", "coqui")])
+    report = fm.validate_dataset(train, language="en")
+    issue = next((i for i in report.errors if i.kind == kind), None)
+    assert issue is not None, report.format()
+    assert issue.line == line and Path(issue.csv) == train
+    for word in words:
+        assert word in issue.message
+    with pytest.raises(fm.DatasetError) as info:
+        fm.load_samples(train, "en")
+    assert str(train) in str(info.value)
+    if line is not None:
+        assert f"line {line}" in str(info.value)
+
+
+def test_missing_csv(tmp_path):
+    report = fm.validate_dataset(tmp_path / "metadata_train.csv")
+    assert [i.kind for i in report.errors] == ["missing_csv", "missing_csv"]
+    assert "does not exist" in report.format()
+    with pytest.raises(fm.DatasetError, match=r"metadata_train\.csv: does not exist"):
+        fm.load_samples(tmp_path / "metadata_train.csv", "en")
+
+
+# ----------------------------------------------------------------------------------------------- samples
+
+
+def test_load_samples_gives_the_trainer_its_dicts(tiny_dataset):
+    samples = fm.load_samples(tiny_dataset.train_csv)
+    assert len(samples) == 8
+    root = str(tiny_dataset.folder.resolve())
+    for s in samples:
+        assert set(s) == {"text", "audio_file", "speaker_name", "language", "root_path", "audio_unique_name"}
+        assert Path(s["audio_file"]).is_absolute() and Path(s["audio_file"]).is_file()
+        assert s["language"] == "en" and s["root_path"] == root and s["speaker_name"] == "speaker"
+        assert s["audio_unique_name"] == f"{tiny_dataset.folder.name}#wavs/{Path(s['audio_file']).stem}"
+    assert fm.load_samples(tiny_dataset.eval_csv, "de")[0]["language"] == "de"
+
+
+def test_load_samples_faults(tmp_path):
+    (tmp_path / "wavs").mkdir()
+    sf.write(tmp_path / "wavs" / "a.wav", synth_clip(4.0, seed=1), fm.SAMPLE_RATE)
+    csv_path = write_csv(tmp_path / "metadata_train.csv", [("wavs/a.wav", "hello", "coqui"),
+                                                           ("wavs/gone.wav", "bye", "coqui")])
+    with pytest.raises(fm.DatasetError, match="language of .* is unknown"):
+        fm.load_samples(csv_path)
+    with pytest.raises(fm.DatasetError, match=r"line 3 names wavs/gone\.wav, which does not exist"):
+        fm.load_samples(csv_path, "en")
+    write_csv(csv_path, [("wavs/a.wav", " ", "coqui")])
+    with pytest.raises(fm.DatasetError, match=r"line 2 \(wavs/a\.wav\) has empty text"):
+        fm.load_samples(csv_path, "en")
+
+
+def test_csv_round_trip_with_quotes_and_pipes(tmp_path):
+    t = ScriptedTranscriber()
+    text = ['he said "stop" twice, then left.', 'the sign read "a|b" in red letters today.']
+    rec = recording(tmp_path, "q.wav", text, t, seed=4, rate=fm.SAMPLE_RATE)
+    fm.prepare_from_audio([rec], tmp_path / "ds", t, fm.PrepareOptions(language="en", eval_fraction=0.5))
+    samples = fm.load_samples(tmp_path / "ds" / "metadata_train.csv") + fm.load_samples(
+        tmp_path / "ds" / "metadata_eval.csv")
+    assert sorted(s["text"] for s in samples) == sorted(text)
+    from TTS.tts.datasets.formatters import coqui  # the trainer's own reader agrees
+
+    items = coqui(str(tmp_path / "ds"), "metadata_train.csv") + coqui(str(tmp_path / "ds"), "metadata_eval.csv")
+    assert sorted(i["text"] for i in items) == sorted(text)
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_validate(faulty, tiny_dataset, capsys):
+    assert fm.main(["validate", str(faulty)]) == 1
+    out = capsys.readouterr().out
+    assert "ERROR metadata_train.csv line 3 (wavs/missing.wav)" in out and "Traceback" not in out
+    assert fm.main(["validate", str(tiny_dataset.train_csv), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["event"] == "report" and report["ok"] and report["train_lines"] == 8
+
+
+def test_cli_import_and_progress(tmp_path, capsys):
+    src = ljspeech(tmp_path / "lj")
+    code = fm.main(["import", str(src), "--out_path", str(tmp_path / "out"), "--language", "en", "--json"])
+    assert code == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[0]["event"] == "progress" and events[-1]["event"] == "done"
+    assert events[-1]["clips_added"] == 7 and {"files_done", "clips", "elapsed_s", "remaining_s"} <= set(events[0])
+    assert fm.main(["import", str(tmp_path / "missing"), "--dataset", str(tmp_path / "ds")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: Dataset") and "missing does not exist" in err and "Traceback" not in err
+
+
+def test_cli_transcribe_without_whisper_model(tmp_path, capsys):
+    rec = tmp_path / "a.wav"
+    sf.write(rec, synth_clip(4.0, seed=1), fm.SAMPLE_RATE)
+    code = fm.main(["transcribe", str(rec), "--dataset", str(tmp_path / "ds"), "--language", "en",
+                    "--whisper_model", "tiny", "--whisper_cache", str(tmp_path / "cache")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "Whisper model 'tiny' is not available offline" in err and "Traceback" not in err
+    assert not (tmp_path / "ds").exists()
+
+
+def test_cli_runs_as_a_script_from_the_repo_root(tiny_dataset, tmp_path):
+    run = subprocess.run([sys.executable, "utils/formatter.py", "validate", str(tiny_dataset.folder)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "No problems found." in run.stdout
+    run = subprocess.run([sys.executable, "utils/formatter.py", "validate", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "metadata_train.csv" in run.stdout and "Traceback" not in run.stderr
+
+
+def test_scripted_transcriber_fits_the_interface():
+    assert isinstance(ScriptedTranscriber(), Transcriber)
