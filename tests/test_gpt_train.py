@@ -55,14 +55,14 @@ def test_classification_ignores_file_names(reference_run, tiny_base, tmp_path):
 def test_unreadable_files_raise_value_error_naming_the_file(tmp_path, content):
     path = tmp_path / "bad.pth"
     path.write_bytes(content)
-    with pytest.raises(ValueError, match="bad.pth"):
+    with pytest.raises(ValueError, match=r"bad\.pth"):
         classify_checkpoint(path)
 
 
 def test_truncated_checkpoint_is_refused(tiny_base, tmp_path):
     path = tmp_path / "truncated.pth"
     path.write_bytes((tiny_base / "model.pth").read_bytes()[: 1 << 20])
-    with pytest.raises(CheckpointError, match="truncated.pth"):
+    with pytest.raises(CheckpointError, match=r"truncated\.pth"):
         classify_checkpoint(path)
 
 
@@ -86,7 +86,7 @@ class _RunsCode:
 def test_pickle_that_would_run_code_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "code-ran"
     torch.save({"model": _RunsCode(str(marker))}, tmp_path / "evil.pth")
-    with pytest.raises(CheckpointError, match="evil.pth"):
+    with pytest.raises(CheckpointError, match=r"evil\.pth"):
         classify_checkpoint(tmp_path / "evil.pth")
     assert not marker.exists()
 
