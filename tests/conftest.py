@@ -78,6 +78,9 @@ def assert_same_training_state(a: Path, b: Path) -> None:
             for name, value in state.items():
                 assert torch.equal(value, ob["state"][pid][name]), f"optimizer {name} of param {pid} differs"
     assert A["scheduler"] == B["scheduler"]
+    run_a, run_b = A.get("run_state") or {}, B.get("run_state") or {}
+    for key in ("best_loss", "epoch_batch", "batches_done"):
+        assert run_a.get(key) == run_b.get(key), f"run_state {key} differs"
 
 
 @pytest.fixture(scope="session")

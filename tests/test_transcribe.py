@@ -1,12 +1,11 @@
 """The transcriber interface and the faster-whisper implementation, for everything that runs without weights.
 
-Whisper weights cannot be downloaded on the machines these tests run on; where a converted model is present
-(XTTS_FT_WHISPER_MODEL=<folder>), the last test transcribes with it for real.
+Whisper weights cannot be downloaded on the machines these tests run on, so transcription with real weights
+is not tested here: `python utils/formatter.py transcribe --whisper_model <folder>` is the manual check.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -101,7 +100,7 @@ def test_hf_offline_turns_downloads_off(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     t = tr.FasterWhisperTranscriber("tiny", download_root=tmp_path)
     assert not t.downloads_allowed
-    with pytest.raises(tr.TranscriberUnavailable, match="Whisper model 'tiny'.*downloads are off"):
+    with pytest.raises(tr.TranscriberUnavailable, match=r"Whisper model 'tiny'.*downloads are off"):
         t.load()
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     assert t.downloads_allowed
@@ -113,7 +112,7 @@ def test_failed_download_says_why(tmp_path):
     if not constants.HF_HUB_OFFLINE:
         pytest.skip("huggingface_hub was imported without HF_HUB_OFFLINE=1: a download would really be tried")
     t = tr.FasterWhisperTranscriber("base", download_root=tmp_path, allow_download=True)
-    with pytest.raises(tr.TranscriberUnavailable, match="Whisper model 'base'.*downloading it failed"):
+    with pytest.raises(tr.TranscriberUnavailable, match=r"Whisper model 'base'.*downloading it failed"):
         t.load()
 
 
@@ -131,27 +130,15 @@ def test_corrupt_model_folder_is_a_clear_error(tmp_path):
         t.load()
 
 
-def test_missing_audio_file(tmp_path):
-    t = tr.FasterWhisperTranscriber("tiny", download_root=tmp_path, allow_download=False)
-    with pytest.raises(FileNotFoundError, match="nope.wav"):
-        t.transcribe(tmp_path / "nope.wav", "en")
-
-
 def _wav(folder: Path) -> Path:
     path = folder / "speech.wav"
     sf.write(path, synth_clip(2.0, seed=3, sample_rate=16000), 16000)
     return path
 
 
-def test_real_model_when_present(tmp_path):
-    model = os.environ.get("XTTS_FT_WHISPER_MODEL")
-    if not model:
-        pytest.skip("no faster-whisper model on this machine (weights cannot be downloaded here): set "
-                    "XTTS_FT_WHISPER_MODEL=<converted model folder or cached size> to run this test")
-    t = tr.FasterWhisperTranscriber(model, device="cpu", compute_type="int8")
-    transcript = t.transcribe(_wav(tmp_path), "en")
-    assert transcript.language == "en"
-    assert transcript.duration == pytest.approx(2.0, abs=0.1)
-    for seg in transcript.segments:
-        assert 0 <= seg.start <= seg.end
-        assert all(w.start <= w.end for w in seg.words)
+def test_missing_audio_file(tmp_path):
+    t = tr.FasterWhisperTranscriber("tiny", download_root=tmp_path, allow_download=False)
+    with pytest.raises(FileNotFoundError, match=r"nope\.wav"):
+        t.transcribe(tmp_path / "nope.wav", "en")
+
+

@@ -221,14 +221,18 @@ class _ProgressTracker:
     def __init__(self, stage: str, files_total: int, work_total: float, callback: ProgressCallback | None) -> None:
         self.stage, self.files_total, self.work_total, self.callback = stage, files_total, work_total, callback
         self.started = time.monotonic()
+        self.last_report = -math.inf
         self.files_done = 0
         self.clips = 0
         self.work_done = 0.0
 
-    def report(self, current: str = "", work_in_file: float = 0.0) -> None:
-        if self.callback is None:
+    def report(self, current: str = "", work_in_file: float = 0.0, *, force: bool = True) -> None:
+        """Send an event; unforced ones (within a file) at most twice a second."""
+        now = time.monotonic()
+        if self.callback is None or (not force and now - self.last_report < 0.5):
             return
-        elapsed = time.monotonic() - self.started
+        self.last_report = now
+        elapsed = now - self.started
         done = self.work_done + work_in_file
         remaining = None
         if done > 0 and self.work_total > 0:
@@ -273,7 +277,8 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
         data = samples.data.numpy().T.astype(np.float32, copy=False)
         rate = int(samples.sample_rate)
     except Exception as e:  # torchcodec raises RuntimeError/ValueError/IndexError for broken or foreign files
-        raise DatasetError(f"Audio file {path} cannot be read ({_short(e)}): it is not audio in a format FFmpeg "
+        reason = _short(re.sub(r"^.*?\.cpp:\d+,\s*", "", str(e)).replace(str(path), "the file"), 120)
+        raise DatasetError(f"Audio file {path} cannot be read ({reason}): it is not audio in a format FFmpeg "
                            "decodes, or it is damaged; re-export it as WAV or FLAC.") from e
     if data.size == 0:
         raise DatasetError(f"Audio file {path} holds no samples: re-export it.")
@@ -300,11 +305,21 @@ def audio_info(path: str | Path) -> AudioInfo:
     import soundfile as sf
 
     path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"Audio file {path} does not exist.")
     try:
         info = sf.info(str(path))
         if info.frames > 0 and info.samplerate > 0:
             return AudioInfo(int(info.samplerate), int(info.channels), info.frames / info.samplerate)
     except (RuntimeError, ValueError, TypeError):
+        pass
+    try:
+        from torchcodec.decoders import AudioDecoder
+
+        meta = AudioDecoder(str(path)).metadata
+        if meta.duration_seconds and meta.sample_rate and meta.num_channels:
+            return AudioInfo(int(meta.sample_rate), int(meta.num_channels), float(meta.duration_seconds))
+    except Exception:  # any failure here: the full decode below says what is wrong
         pass
     data, rate = _decode(path)
     return AudioInfo(rate, data.shape[1], data.shape[0] / rate)
@@ -530,6 +545,8 @@ class DatasetSummary:
             f"({self.seconds_added / 60:.1f} min) from {len(self.files_added)} file(s); now {self.train_lines} "
             f"train and {self.eval_lines} eval lines.",
         ]
+        if self.eval_lines == 0:
+            lines.append(f"{EVAL_CSV} has no lines yet: the trainer needs at least one; add more audio.")
         if self.files_skipped:
             lines.append(f"{len(self.files_skipped)} file(s) already in the dataset, not redone: "
                          + ", ".join(self.files_skipped[:5]) + (" ..." if len(self.files_skipped) > 5 else ""))
@@ -658,7 +675,9 @@ def prepare_from_audio(
     summary = DatasetSummary(Path(dataset_dir), dataset.language or "")
 
     digests = {path: file_sha256(path) for path in files}
-    todo = [p for p in files if digests[p] not in dataset.manifest]
+    # content order, not argument order: the same recordings and seed give the same split whatever their order
+    first_of = {d: p for p, d in reversed(digests.items())}  # one file per content: copies are not done twice
+    todo = sorted((p for p in first_of.values() if digests[p] not in dataset.manifest), key=lambda p: digests[p])
     summary.files_skipped = [str(p) for p in files if p not in todo]
     durations = {p: _duration_or_zero(p) for p in todo}
     tracker = _ProgressTracker("transcribe", len(todo), sum(durations.values()), progress)
@@ -666,8 +685,8 @@ def prepare_from_audio(
     for path in todo:
         tracker.report(path.name)
         audio = load_audio(path, SAMPLE_RATE)
-        transcript = transcriber.transcribe(
-            path, dataset.language, on_progress=lambda s, p=path: tracker.report(p.name, min(s, durations[p])))
+        transcript = transcriber.transcribe(path, dataset.language, on_progress=lambda s, p=path: tracker.report(
+            p.name, min(s, durations[p]), force=False))
         language = (dataset.language or _xtts_language(transcript.language)).strip()
         if not language:
             raise DatasetError(f"No language given, and the transcriber detected none for {path}: pass --language.")
@@ -824,8 +843,7 @@ def import_dataset(
             summary.clips_added += 1
             summary.seconds_added += info.seconds
             tracker.clips += 1
-            if tracker.files_done % 50 == 0:
-                tracker.report(src.name)
+            tracker.report(src.name, force=False)
         if is_eval is None:
             dataset.add(added, options.eval_fraction, options.seed)
         else:
@@ -836,6 +854,9 @@ def import_dataset(
         _rebalance_eval(dataset, options)
         dataset.save()
     summary.train_lines, summary.eval_lines = len(dataset.train), len(dataset.eval)
+    if not dataset.train and not dataset.eval:
+        reasons = "; ".join(summary.left_out[:3]) or "it has no lines"
+        raise DatasetError(f"Nothing from {source} could be imported: {reasons}.")
     return summary
 
 
@@ -862,7 +883,9 @@ def _source_parts(source: Path, fmt: str, eval_csv: str | Path | None, options: 
 
 def _read_lang(folder: Path) -> str | None:
     path = folder / LANG_FILE
-    return path.read_text(encoding="utf-8").strip() or None if path.is_file() else None
+    if not path.is_file():
+        return None
+    return path.read_text(encoding="utf-8").strip() or None
 
 
 def _resolve(root: Path, audio_file: str) -> Path:
@@ -937,8 +960,10 @@ def _decoded_lines(path: Path) -> Iterable[tuple[int, str]]:
 
 def _parse_lines(path: Path) -> tuple[list[tuple[int, str]], list[Issue]]:
     if not path.exists():
+        hint = (f"; this folder holds LJSpeech's metadata.csv: import it with `python utils/formatter.py import "
+                f"{path.parent}`" if (path.parent / "metadata.csv").is_file() else "")
         return [], [Issue("error", "missing_csv", f"does not exist: pass the dataset's CSV (or the folder holding "
-                          f"{TRAIN_CSV} and {EVAL_CSV}).", str(path))]
+                          f"{TRAIN_CSV} and {EVAL_CSV}){hint}.", str(path))]
     if not path.is_file():
         return [], [Issue("error", "missing_csv", "is not a file: pass the CSV itself.", str(path))]
     data = path.read_bytes()
@@ -1007,7 +1032,7 @@ def _header_issue(path: Path, header_text: str, header: list[str]) -> Issue | No
     if first.lower().endswith(AUDIO_EXTENSIONS) or (len(header) in (2, 3) and "/" in first):
         return Issue("error", "header", f"has no header line: its first line must be {expected}.",
                      str(path), 1)
-    if len(header) in (2, 3) and re.fullmatch(r"[\w.-]+", first):
+    if len(header) in (2, 3) and re.fullmatch(r"[\w.-]*\d[\w.-]*", first):
         return Issue("error", "header", "looks like LJSpeech's metadata.csv (id|text|normalized, no header):"
                      f" import it with `python utils/formatter.py import {path.parent}`.", str(path), 1)
     return Issue("error", "header", f"starts with '{_ellipsis(header_text, 60)}', not the header {expected}.",
@@ -1230,7 +1255,10 @@ def validate_dataset(
         except ValueError as e:  # VocabError
             report.issues.append(Issue("error", "vocab", str(e), None))
         else:
-            if checker.lang_token is not None and checker.lang_token not in checker.vocab:
+            if language is None:
+                report.issues.append(Issue("warning", "language", f"no language given and no {LANG_FILE} beside "
+                                           "the CSV: token counts are not checked; pass --language."))
+            elif checker.lang_token not in checker.vocab:
                 report.issues.append(Issue(
                     "warning", "language_token", f"the vocabulary {vocab_path} has no {checker.lang_token} token for "
                     f"language '{language}': {EXTEND_VOCAB_HINT}."))
@@ -1249,8 +1277,7 @@ def validate_dataset(
         for row in part.rows:
             tracker.files_done += 1
             tracker.work_done += 1
-            if tracker.files_done % 200 == 0:
-                tracker.report(row.audio_file)
+            tracker.report(row.audio_file, force=False)
             _check_row(row, part.path, report, audio_cache, seen, checker, unknown_scripts,
                        max_audio_seconds=max_audio_seconds, min_conditioning_seconds=min_conditioning_seconds,
                        max_text_tokens=max_text_tokens, sample_rate=sample_rate, language=language)
@@ -1259,8 +1286,9 @@ def validate_dataset(
     new_scripts = {s: n for s, n in unknown_scripts.items() if s != "Latin"}
     if new_scripts:
         names = ", ".join(f"{s} ({n} line{'s' if n > 1 else ''})" for s, n in new_scripts.items())
-        report.issues.append(Issue("error", "new_script", f"the vocabulary has no tokens for the {names} script: "
-                                   f"{EXTEND_VOCAB_HINT}."))
+        # first in the report: the one fix that clears all those lines
+        report.issues.insert(0, Issue("error", "new_script", f"the vocabulary has no tokens for the {names} "
+                                      f"script: {EXTEND_VOCAB_HINT}."))
     tracker.report("done")
     return report
 
@@ -1345,9 +1373,10 @@ def _short(error: BaseException, limit: int = 200) -> str:
 # ----------------------------------------------------------------------------------------------- CLI
 
 
-def _console_progress(as_json: bool) -> ProgressCallback:
+def _console_progress(as_json: bool, stream=None) -> ProgressCallback:
     def report(p: Progress) -> None:
-        print(json.dumps({"event": "progress", **p.to_dict()}) if as_json else str(p), flush=True)
+        print(json.dumps({"event": "progress", **p.to_dict()}) if as_json else str(p), file=stream or sys.stdout,
+              flush=True)
 
     return report
 
@@ -1413,7 +1442,8 @@ def _run(args: argparse.Namespace) -> int:
         report = validate_dataset(args.dataset, args.eval_csv, vocab_path=args.vocab, language=args.language,
                                   max_audio_seconds=args.max_audio_length,
                                   min_conditioning_seconds=args.min_conditioning_seconds,
-                                  max_text_tokens=args.max_text_tokens)
+                                  max_text_tokens=args.max_text_tokens,
+                                  progress=_console_progress(args.json, sys.stdout if args.json else sys.stderr))
         print(json.dumps({"event": "report", **report.to_dict()}) if args.json else report.format())
         return 0 if report.ok else 1
     dataset = Path(args.dataset) if args.dataset else dataset_dir_for(args.out_path)

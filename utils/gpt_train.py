@@ -28,11 +28,11 @@ if __package__ in (None, ""):  # run as `python utils/gpt_train.py`: make `utils
 
 from utils import checkpoints as ck
 from utils.checkpoints import CheckpointInfo, classify_checkpoint
+from utils.formatter import SAMPLE_RATE, XTTS_MAX_TEXT_TOKENS
 from utils.manifest import data_manifest, describe_changes
 from utils.options import TrainOptions, add_options, options_from_namespace
 
 logger = logging.getLogger("xtts_ft")
-SAMPLE_RATE = 22050
 RUN_RECORD = "run.json"  # in each run folder: where it came from and every start
 MANIFEST_FILE = "data_manifest.json"  # the training data of the latest start
 LOCK_FILE = ".lock"
@@ -53,7 +53,7 @@ class StartPlan:
     info: CheckpointInfo
     vocab_path: Path  # the vocabulary this run trains with
     source_vocab_path: Path  # the vocabulary the source's weights were trained with
-    run_dir: Path
+    run_dir: Path | None
     continues_run: bool  # True: writing on in the source's own run folder
 
     def describe(self) -> str:
@@ -135,7 +135,7 @@ def plan_start(opts: TrainOptions, base_vocab: Path, base_model: Path) -> StartP
         vocab = Path(opts.vocab) if opts.vocab else base_vocab
         mode = "base" if vocab_sha256(vocab) == vocab_sha256(source_vocab) else "extend_vocab"
         continues = False
-    run_dir = source.parent if continues else new_run_dir(Path(opts.output_path), opts.run_name)
+    run_dir = source.parent if continues else None  # a new run folder is made once the data is checked
     return StartPlan(mode, source, info, vocab, source_vocab, run_dir, continues)
 
 
@@ -176,7 +176,7 @@ def build_config(opts: TrainOptions, base, vocab: Path, run_dir: Path):
     known = GPTArgs.__dataclass_fields__
     model_args = GPTArgs(**{k: v for k, v in base.config["model_args"].items() if k in known})
     model_args.max_wav_length = int(opts.max_audio_length * SAMPLE_RATE)
-    model_args.max_text_length = 200
+    model_args.max_text_length = XTTS_MAX_TEXT_TOKENS
     model_args.mel_norm_file = str(base.mel_stats_path)
     model_args.dvae_checkpoint = str(base.dvae_path)
     model_args.xtts_checkpoint = ""  # weights are loaded by us, checked, from the one file
@@ -263,6 +263,9 @@ def train_gpt(
     opts.validate()
     base = resolve_base(opts)
     plan = plan_start(opts, base.vocab_path, base.model_path)
+    check_dataset(opts, plan.vocab_path, base)
+    if plan.run_dir is None:
+        plan.run_dir = new_run_dir(Path(opts.output_path), opts.run_name)
     with locked_run_dir(plan.run_dir):
         ck.remove_partial_files(plan.run_dir)
         if not plan.continues_run:
@@ -270,6 +273,17 @@ def train_gpt(
             plan.vocab_path = plan.run_dir / "vocab.json"
         record_start(plan, opts)
         return run_training(opts, base, plan, on_event, stop_requested)
+
+
+def check_dataset(opts: TrainOptions, vocab: Path, base) -> None:
+    """Refuse a dataset with errors before anything is written, naming the first lines at fault."""
+    from utils.formatter import validate_dataset
+
+    min_cond = base.config["model_args"].get("min_conditioning_length") or 66150
+    report = validate_dataset(opts.train_csv, opts.eval_csv, vocab_path=vocab, language=opts.language,
+                              max_audio_seconds=opts.max_audio_length, min_conditioning_seconds=min_cond / SAMPLE_RATE,
+                              max_text_tokens=XTTS_MAX_TEXT_TOKENS)
+    report.raise_if_errors()
 
 
 def resolve_base(opts: TrainOptions):

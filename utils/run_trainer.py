@@ -186,7 +186,7 @@ class RunTrainer(Trainer):
         if run_state:
             self.updates = int(data[ck.KEY_STEP])
             self.total_steps_done = int(run_state["batches_done"])
-            self.resume_batch = int(run_state["epoch_batch"])
+            self.resume_batch = self.epoch_batch = int(run_state["epoch_batch"])
             self.best_loss = run_state["best_loss"]
             self.keep_avg_state = run_state.get("keep_avg_train")
             set_rng_state(run_state["rng"])
@@ -282,16 +282,12 @@ class RunTrainer(Trainer):
         try:
             self._fit()
             reason = "completed"
-            if self.last_checkpoint is None or self.updates != self._saved_updates():
-                self.save_checkpoint()
+            self.save_checkpoint()  # the final state, after the last evaluation and best-model decision
         except StopTraining as stop:
             reason = stop.reason
         finally:
             self.dashboard_logger.finish()
         return reason
-
-    def _saved_updates(self) -> int:
-        return int(self.last_checkpoint.stem.split("_")[-1]) if self.last_checkpoint else -1
 
     # --- saving ------------------------------------------------------------------------------------------
     def training_state(self, *, model_loss: dict[str, Any]) -> dict[str, Any]:

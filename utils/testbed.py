@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 22050
+from utils.formatter import SAMPLE_RATE
+
 SENTENCES = [
     "the quick brown fox jumps over the lazy dog.",
     "a small boat drifted slowly across the quiet lake.",
