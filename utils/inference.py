@@ -50,8 +50,9 @@ def load_voice(path: str | Path, *, vocab: str | Path | None = None) -> Voice:
 
 
 def synthesize(voice: Voice, text: str, reference_wav: str | Path, language: str, *, seed: int = 0,
-               out_path: str | Path | None = None) -> tuple[np.ndarray, int]:
-    """Speak `text` in the voice of `reference_wav`; returns (samples, sample rate) and writes a wav if asked."""
+               out_path: str | Path | None = None, max_new_tokens: int | None = None) -> tuple[np.ndarray, int]:
+    """Speak `text` in the voice of `reference_wav`; returns (samples, sample rate) and writes a wav if asked.
+    `max_new_tokens` caps the generated audio tokens (about 43 ms of audio each); None leaves XTTS's limit."""
     import soundfile as sf
     import torch
 
@@ -63,7 +64,8 @@ def synthesize(voice: Voice, text: str, reference_wav: str | Path, language: str
     torch.manual_seed(seed)
     with torch.inference_mode():
         latent, speaker = voice.model.get_conditioning_latents(audio_path=[str(reference)])
-        out = voice.model.inference(text, language, latent, speaker, temperature=0.7)
+        limit = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
+        out = voice.model.inference(text, language, latent, speaker, temperature=0.7, **limit)
     wav = np.asarray(out["wav"], dtype=np.float32)
     if out_path is not None:
         sf.write(out_path, wav, OUTPUT_SAMPLE_RATE)
