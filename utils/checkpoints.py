@@ -42,6 +42,10 @@ class CheckpointError(ValueError):
     """A file that is not a usable XTTS checkpoint; the message names the file."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, read-only folder); the previous files are intact."""
+
+
 def _coqui_config_classes() -> list:
     """Config classes a released XTTS-v2 model.pth pickles; allowed, and nothing else, when reading one."""
     from TTS.config.shared_configs import BaseAudioConfig, BaseDatasetConfig
@@ -242,6 +246,15 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        tmp.unlink(missing_ok=True)
+        io_error = e if isinstance(e, OSError) else e.__context__  # torch's zip writer wraps the OSError
+        if not isinstance(io_error, OSError):
+            raise
+        raise CheckpointWriteError(
+            f"Could not write {path} ({io_error.strerror or io_error}): nothing there was replaced. Free disk space "
+            f"or fix the folder's permissions, then resume from the newest checkpoint."
+        ) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -307,6 +307,7 @@ def run_training(opts, base, plan: StartPlan, on_event, stop_requested) -> Train
     config = build_config(opts, base, plan.vocab_path, plan.run_dir)
     model = build_model(config, plan.vocab_path)
     data = load_start_state(model, plan)
+    check_disk_space(plan.run_dir, estimate_checkpoint_bytes(model), opts.keep_checkpoints, events)
     manifest = data_manifest([opts.train_csv, opts.eval_csv], train_samples + eval_samples)
     if plan.mode == "resume":
         report_data_changes(plan, data, manifest, events)
@@ -350,6 +351,30 @@ def load_start_state(model, plan: StartPlan) -> dict[str, Any]:
     if plan.mode == "base":
         ck.load_xtts_weights(model.xtts, data[ck.KEY_MODEL], plan.source)
     return data
+
+
+def estimate_checkpoint_bytes(model) -> int:
+    """Size of one training checkpoint: every weight, plus AdamW's two moments for each trained (GPT) weight."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    moments = 2 * sum(p.numel() * p.element_size() for p in model.xtts.gpt.parameters())
+    return weights + moments
+
+
+def check_disk_space(run_dir: Path, checkpoint_bytes: int, keep: int, events: Callable[[dict], None],
+                     free_bytes: int | None = None) -> None:
+    """Refuse to start when the disk cannot hold one more checkpoint besides the one being written; warn when
+    it cannot hold the kept set (keep + best + one being written)."""
+    free = shutil.disk_usage(run_dir).free if free_bytes is None else free_bytes
+    gib = 1024**3
+    if free < 2 * checkpoint_bytes:
+        raise RunError(f"Not enough disk space in {run_dir}: {free / gib:.1f} GiB free, each checkpoint needs "
+                       f"{checkpoint_bytes / gib:.1f} GiB (two at once while saving). Free space or pick another "
+                       f"--output_path.")
+    needed = (keep + 2) * checkpoint_bytes
+    if free < needed:
+        events({"event": "warning", "step": 0, "epoch": 0, "message": (
+            f"Disk space is short in {run_dir}: {free / gib:.1f} GiB free, keeping {keep} checkpoints and the best "
+            f"needs about {needed / gib:.1f} GiB. Lower --keep_checkpoints or free space.")})
 
 
 def report_data_changes(plan: StartPlan, data: dict[str, Any], manifest: dict[str, Any], events: EventLog) -> None:
@@ -422,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = options_from_namespace(args)
     stop = StopFlag()
     stop.install()
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over a file-size limit: an OSError to report, not a crash
     try:
         train_gpt(opts, stop_requested=stop)
     except (ValueError, OSError) as e:

@@ -167,14 +167,21 @@ class RunTrainer(Trainer):
     # --- resume ------------------------------------------------------------------------------------------
     def restore_training_state(self, data: dict[str, Any]) -> None:
         """Restore everything from one already-loaded training checkpoint, failing loudly on any mismatch."""
-        self.model.load_state_dict(data[ck.KEY_MODEL], strict=True)
+        try:
+            self.model.load_state_dict(data[ck.KEY_MODEL], strict=True)
+        except RuntimeError as e:  # missing/unexpected keys or shapes: another XTTS size or another model
+            detail = " ".join(str(e).split())[:300]
+            raise ck.CheckpointError(f"Checkpoint {self.control.source} does not fit this model ({detail}). Use a "
+                                     f"checkpoint of the same XTTS size, or the matching --base_model_dir.") from e
         optimizers = data[ck.KEY_OPTIMIZER]
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         if len(optimizers) != len(self.optimizer):
-            raise ck.CheckpointError(f"Checkpoint has {len(optimizers)} optimizer states; this run uses "
-                                     f"{len(self.optimizer)}.")
+            raise ck.CheckpointError(f"Checkpoint {self.control.source} has {len(optimizers)} optimizer states; this "
+                                     f"run uses {len(self.optimizer)}.")
         for opt, state in zip(self.optimizer, optimizers, strict=True):
-            _check_optimizer_fits(opt, state)
+            problem = _optimizer_mismatch(opt, state)
+            if problem:
+                raise ck.CheckpointError(f"Checkpoint {self.control.source} does not fit this model: {problem}.")
             opt.load_state_dict(state)
         schedulers = data.get(ck.KEY_SCHEDULER) or []
         for sched, state in zip([s for s in self.scheduler if s is not None], schedulers, strict=False):
@@ -360,22 +367,20 @@ def _finite(value: Any) -> float:
     return float(value) if isinstance(value, int | float) else float("inf")
 
 
-def _check_optimizer_fits(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """torch's load_state_dict checks group sizes but not shapes; a mismatch would surface mid-training."""
+def _optimizer_mismatch(opt: torch.optim.Optimizer, state: dict[str, Any]) -> str | None:
+    """What keeps `state` from fitting `opt` (torch checks group sizes, not shapes), or None."""
     groups = state.get("param_groups", [])
     ours = [len(g["params"]) for g in opt.param_groups]
     theirs = [len(g["params"]) for g in groups]
     if ours != theirs:
-        raise ck.CheckpointError(f"the optimizer state has parameter groups of sizes {theirs}; this model has {ours}.")
+        return f"its optimizer has parameter groups of sizes {theirs}, this model {ours}"
     params = [p for g in opt.param_groups for p in g["params"]]
     ids = [i for g in groups for i in g["params"]]
     for param, pid in zip(params, ids, strict=True):
-        saved = state.get("state", {}).get(pid, {})
-        avg = saved.get("exp_avg")
+        avg = state.get("state", {}).get(pid, {}).get("exp_avg")
         if isinstance(avg, torch.Tensor) and avg.shape != param.shape:
-            raise ck.CheckpointError(
-                f"the optimizer state holds a moment of shape {tuple(avg.shape)} for a parameter of shape "
-                f"{tuple(param.shape)}.")
+            return f"its optimizer holds a moment of shape {tuple(avg.shape)} for a weight of {tuple(param.shape)}"
+    return None
 
 
 __all__ = ["KeepAverage", "PositionSeededDataset", "RunControl", "RunTrainer", "StopTraining"]
