@@ -37,7 +37,7 @@ RUN_RECORD = "run.json"  # in each run folder: where it came from and every star
 MANIFEST_FILE = "data_manifest.json"  # the training data of the latest start
 LOCK_FILE = ".lock"
 
-__all__ = ["CheckpointInfo", "StartPlan", "TrainResult", "classify_checkpoint", "main", "train_gpt"]
+__all__ = ["CheckpointInfo", "Distributed", "StartPlan", "TrainResult", "classify_checkpoint", "main", "train_gpt"]
 
 
 class RunError(ValueError):
@@ -60,6 +60,20 @@ class StartPlan:
         return self.info.describe() if self.mode == self.info.mode else (
             f"Start over from {self.source.name}: weights only, fresh optimizer, step 0"
         )
+
+
+@dataclass
+class Distributed:
+    """The arguments `python -m trainer.distribute` appends: each GPU's process runs this CLI with its rank.
+    Rank 0 alone writes (run folder records, checkpoints, progress); all ranks restore the same state."""
+
+    rank: int = 0
+    group_id: str = ""
+    use_ddp: bool = False
+
+    @property
+    def writes(self) -> bool:
+        return self.rank == 0
 
 
 @dataclass
@@ -112,6 +126,13 @@ def new_run_dir(output_path: Path, run_name: str) -> Path:
             candidate.mkdir()
             return candidate
     raise RunError(f"Could not create a new run folder under {parent}.")
+
+
+def shared_run_dir(output_path: Path, run_name: str, group_id: str) -> Path:
+    """The run folder every rank of one multi-GPU launch agrees on: named after the launch's group id."""
+    folder = output_path / "run" / "training" / f"{run_name}-{group_id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def plan_start(opts: TrainOptions, base_vocab: Path, base_model: Path) -> StartPlan:
@@ -258,21 +279,26 @@ def train_gpt(
     opts: TrainOptions,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
+    dist: Distributed | None = None,
 ) -> TrainResult:
     """Plan the start from the checkpoint's content, build the model, load the checkpoint once, train."""
+    dist = dist or Distributed()
     opts.validate()
     base = resolve_base(opts)
     plan = plan_start(opts, base.vocab_path, base.model_path)
     check_dataset(opts, plan.vocab_path, base)
     if plan.run_dir is None:
-        plan.run_dir = new_run_dir(Path(opts.output_path), opts.run_name)
+        plan.run_dir = (shared_run_dir(Path(opts.output_path), opts.run_name, dist.group_id) if dist.use_ddp
+                        else new_run_dir(Path(opts.output_path), opts.run_name))
+    if not dist.writes:
+        return run_training(opts, base, plan, on_event, stop_requested, dist)
     with locked_run_dir(plan.run_dir):
         ck.remove_partial_files(plan.run_dir)
         if not plan.continues_run:
             shutil.copyfile(plan.vocab_path, plan.run_dir / "vocab.json")
             plan.vocab_path = plan.run_dir / "vocab.json"
         record_start(plan, opts)
-        return run_training(opts, base, plan, on_event, stop_requested)
+        return run_training(opts, base, plan, on_event, stop_requested, dist)
 
 
 def check_dataset(opts: TrainOptions, vocab: Path, base) -> None:
@@ -294,30 +320,33 @@ def resolve_base(opts: TrainOptions):
     return ensure_base_model(None, download=True)
 
 
-def run_training(opts, base, plan: StartPlan, on_event, stop_requested) -> TrainResult:
+def run_training(opts, base, plan: StartPlan, on_event, stop_requested, dist: Distributed) -> TrainResult:
     from trainer import TrainerArgs
 
     from utils.run_trainer import RunControl, RunTrainer
     from utils.vocab import vocab_sha256
 
-    events = EventLog([plan.run_dir / "progress.jsonl", *([Path(opts.progress_jsonl)] if opts.progress_jsonl else [])],
-                      on_event)
+    logs = [plan.run_dir / "progress.jsonl", *([Path(opts.progress_jsonl)] if opts.progress_jsonl else [])]
+    events = EventLog(logs if dist.writes else [], on_event)
     train_samples = read_samples(opts.train_csv, opts.language)
     eval_samples = read_samples(opts.eval_csv, opts.language)
     config = build_config(opts, base, plan.vocab_path, plan.run_dir)
     model = build_model(config, plan.vocab_path)
     data = load_start_state(model, plan)
-    check_disk_space(plan.run_dir, estimate_checkpoint_bytes(model), opts.keep_checkpoints, events)
+    if dist.writes:
+        check_disk_space(plan.run_dir, estimate_checkpoint_bytes(model), opts.keep_checkpoints, events)
     manifest = data_manifest([opts.train_csv, opts.eval_csv], train_samples + eval_samples)
     if plan.mode == "resume":
         report_data_changes(plan, data, manifest, events)
-    (plan.run_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+    if dist.writes:
+        (plan.run_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
     control = RunControl(
         max_steps=opts.max_steps, save_step=opts.save_step, keep_checkpoints=opts.keep_checkpoints,
         seed=opts.seed, vocab_sha256=vocab_sha256(plan.vocab_path), source=str(plan.source),
         on_event=events, stop_requested=stop_requested, extra_state={"data_digest": manifest["digest"]},
     )
-    args = TrainerArgs(continue_path=str(plan.run_dir), restore_path=None, grad_accum_steps=opts.grad_accum)
+    args = TrainerArgs(continue_path=str(plan.run_dir), restore_path=None, grad_accum_steps=opts.grad_accum,
+                       rank=dist.rank, group_id=dist.group_id, use_ddp=dist.use_ddp)
     trainer = RunTrainer(args, config, output_path=str(plan.run_dir), model=model, train_samples=train_samples,
                          eval_samples=eval_samples, parse_command_line_args=False, control=control)
     trainer.build_train_dataset()
@@ -448,8 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = StopFlag()
     stop.install()
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over a file-size limit: an OSError to report, not a crash
+    dist = Distributed(rank=args.rank, group_id=args.group_id, use_ddp=str(args.use_ddp).lower() == "true")
     try:
-        train_gpt(opts, stop_requested=stop)
+        train_gpt(opts, stop_requested=stop, dist=dist)
     except (ValueError, OSError) as e:
         if opts.debug:
             raise
