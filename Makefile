@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test demo lint
+.PHONY: setup run test demo lint bench
 
 setup: $(STAMP)
 
@@ -15,8 +15,12 @@ $(STAMP): requirements.txt tools/setup_env.sh tools/drop_torchaudio_extension.py
 run: setup
 	$(PY) webui.py
 
+# Tests run in 2 worker processes: training here uses one thread, so 2 cores run 2 tests at once.
+TEST_WORKERS ?= 2
+
 test: setup
-	$(PY) -m pytest
+	bash tools/install_browser.sh
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 demo: setup
 	$(PY) utils/gpt_train.py --selfcheck

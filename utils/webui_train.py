@@ -96,7 +96,7 @@ def build(ctx: WebUIContext) -> TrainTab:
                              elem_id="stop-training")
         notice = gr.Markdown(elem_id="train-notice")
         progress = gr.HTML(elem_id="train-progress-box")
-        plot = gr.LinePlot(None, x="update", y="loss", color="kind", label="Loss", height=300, elem_id="loss-plot")
+        plot = gr.LinePlot(None, x="update", y="loss", color="kind", label="Loss", elem_id="loss-plot")
         log = gr.Textbox(label="Log (tail)", lines=12, max_lines=12, interactive=False, autoscroll=True)
         seen = gr.State(("", -1, None))
         timer = gr.Timer(1.0)

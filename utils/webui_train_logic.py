@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,17 @@ def progress_html(status: dict[str, Any]) -> str:
 
 
 def loss_frame(train: list[tuple[int, float]], evals: list[tuple[int, float]]) -> pd.DataFrame | None:
-    """Train and eval losses in one long table for the line plot; None (an empty plot) before the first
-    update. (Gradio's LinePlot draws no lines after it was once given an empty table.)"""
+    """Train and eval losses in one long table for the line plot; None (an empty plot) before the first event.
+
+    Gradio's LinePlot keeps the colour categories of the first table it draws (and draws no lines at all after
+    an empty one), so both kinds are always present, train first: a kind without points yet gets one NaN point,
+    which draws nothing."""
     rows = [(s, v, "train") for s, v in train] + [(s, v, "eval") for s, v in evals]
     if not rows:
         return None
+    first = min(r[0] for r in rows)
+    if not train:
+        rows.insert(0, (first, math.nan, "train"))
+    if not evals:
+        rows.append((first, math.nan, "eval"))
     return pd.DataFrame(rows, columns=list(PLOT_COLUMNS)).astype({"update": int, "loss": float, "kind": str})
