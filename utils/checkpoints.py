@@ -216,6 +216,18 @@ def classify_checkpoint(path: str | Path, vocab_path: str | Path | None = None) 
     return info_from_state(path, read_checkpoint(path), vocab_path)
 
 
+def checkpoint_path(folder: Path, step: int) -> Path:
+    """Where a run keeps the checkpoint after `step` optimizer updates."""
+    return folder / f"checkpoint_{step}.pth"
+
+
+def run_checkpoints(folder: Path) -> list[Path]:
+    """A run folder's own complete checkpoint_<step>.pth files, by step (the name we write; see checkpoint_path)."""
+    found = [(int(p.stem.removeprefix("checkpoint_")), p) for p in folder.glob("checkpoint_*.pth")
+             if p.stem.removeprefix("checkpoint_").isdigit()]
+    return [p for _, p in sorted(found)]
+
+
 def is_complete_checkpoint_name(path: Path) -> bool:
     return path.suffix == ".pth" and not path.name.startswith(".")
 

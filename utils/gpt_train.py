@@ -110,9 +110,8 @@ def is_newest_in_own_run(source: Path) -> bool:
     """True when `source` is the newest complete checkpoint of one of our run folders."""
     if not (source.parent / RUN_RECORD).is_file():
         return False
-    own = [p for p in source.parent.glob("checkpoint_*.pth") if p.stem.split("_")[-1].isdigit()]
-    newest = max(own, key=lambda p: int(p.stem.split("_")[-1]), default=None)
-    return newest is not None and newest.resolve() == source.resolve()
+    own = ck.run_checkpoints(source.parent)
+    return bool(own) and own[-1].resolve() == source.resolve()
 
 
 def new_run_dir(output_path: Path, run_name: str) -> Path:

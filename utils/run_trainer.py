@@ -328,7 +328,7 @@ class RunTrainer(Trainer):
             return
         loss = {"train_loss": self._pick_target_avg_loss(self.keep_avg_train),
                 "eval_loss": self._pick_target_avg_loss(self.keep_avg_eval)}
-        path = self.output_path / f"checkpoint_{self.updates}.pth"
+        path = ck.checkpoint_path(self.output_path, self.updates)
         ck.save_atomic(self.training_state(model_loss=loss), path)
         self.last_checkpoint = path
         self.emit("checkpoint", path=str(path))
@@ -336,7 +336,7 @@ class RunTrainer(Trainer):
 
     def prune_checkpoints(self) -> None:
         """Keep the newest N checkpoint_*.pth of this run; never the file the run started from."""
-        own = sorted(self.output_path.glob("checkpoint_*.pth"), key=lambda p: int(p.stem.split("_")[-1]))
+        own = ck.run_checkpoints(self.output_path)
         protected = {Path(self.control.source).resolve()} if self.control.source else set()
         for old in own[: -self.control.keep_checkpoints]:
             if old.resolve() not in protected:
