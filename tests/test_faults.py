@@ -132,3 +132,46 @@ def test_a_failed_start_never_deletes_what_a_run_folder_holds(reference_run, tra
         train(tmp_path, custom_model=str(run / "checkpoint_8.pth"), batch_size=0)
     assert sorted(p.name for p in run.iterdir()) == before
     assert Path(run / "checkpoint_8.pth").stat().st_size > 0
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A real 400 MB filesystem (tmpfs) of our own; remountable read-only."""
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_read_only_run_folder_is_refused_and_left_intact(reference_run, tiny_base, tiny_dataset, tmp_path,
+                                                         small_filesystem):
+    run = small_filesystem / "run" / "training" / "kept"
+    shutil.copytree(reference_run.run_dir, run, ignore=shutil.ignore_patterns("checkpoint_[1-7].pth", "best_model.pth"))
+    subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
+    source = run / "checkpoint_8.pth"
+    before = sorted((p.name, p.stat().st_size) for p in run.iterdir())
+    proc = cli(tiny_base, tiny_dataset, tmp_path / "out", "--custom_model", str(source), "--num_epochs", "3")
+    assert_one_clear_line(proc, "Cannot write into the run folder", str(run))
+    assert sorted((p.name, p.stat().st_size) for p in run.iterdir()) == before
+
+
+def test_a_really_full_disk_during_a_save(reference_run, tiny_base, tiny_dataset, small_filesystem):
+    """Room for the copied checkpoint but not for the next one: the save fails, the old file stays whole."""
+    run = small_filesystem / "run" / "training" / "kept"
+    shutil.copytree(reference_run.run_dir, run, ignore=shutil.ignore_patterns("checkpoint_[1-7].pth", "best_model.pth"))
+    source = run / "checkpoint_8.pth"
+    digest = file_digest(source)
+    proc = cli(tiny_base, tiny_dataset, small_filesystem / "out", "--custom_model", str(source), "--num_epochs", "3",
+               "--save_step", "1")
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "disk space" in proc.stderr.lower() or "Could not write" in proc.stderr
+    assert file_digest(source) == digest
+    assert not list(small_filesystem.rglob("*.tmp"))
+
+
+def file_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -163,7 +163,12 @@ def plan_start(opts: TrainOptions, base_vocab: Path, base_model: Path) -> StartP
 @contextlib.contextmanager
 def locked_run_dir(run_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on the run folder; the kernel drops it when the process dies (even by SIGKILL)."""
-    with open(run_dir / LOCK_FILE, "a") as handle:
+    try:
+        handle = open(run_dir / LOCK_FILE, "a")  # noqa: SIM115 - held for the whole run, closed below
+    except OSError as e:
+        raise RunError(f"Cannot write into the run folder {run_dir} ({e.strerror}): make it writable, or copy the "
+                       f"checkpoint elsewhere and resume it from there.") from e
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
