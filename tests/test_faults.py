@@ -136,10 +136,13 @@ def test_a_failed_start_never_deletes_what_a_run_folder_holds(reference_run, tra
 
 @pytest.fixture
 def small_filesystem(tmp_path):
-    """A real 400 MB filesystem (tmpfs) of our own; remountable read-only."""
-    mount = tmp_path / "fs"
+    """A real 500 MB ext4 filesystem of our own (a loop-mounted image on disk, not memory); remountable
+    read-only. Room for one tiny-model checkpoint (~310 MB), not two."""
+    image, mount = tmp_path / "fs.img", tmp_path / "fs"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m", "tmpfs", str(mount)], check=True)
+    subprocess.run(["truncate", "-s", "500M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=True)
 

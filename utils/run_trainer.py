@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from trainer import Trainer
-from trainer.generic_utils import KeepAverage
 
 from utils import checkpoints as ck
 
@@ -383,4 +382,4 @@ def _optimizer_mismatch(opt: torch.optim.Optimizer, state: dict[str, Any]) -> st
     return None
 
 
-__all__ = ["KeepAverage", "PositionSeededDataset", "RunControl", "RunTrainer", "StopTraining"]
+__all__ = ["PositionSeededDataset", "RunControl", "RunTrainer", "StopTraining"]
