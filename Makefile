@@ -27,3 +27,7 @@ demo: setup
 
 lint: setup
 	$(PY) -m ruff check .
+
+# Full-size benchmarks (XTTS-v2-shaped checkpoints of ~5.5 GB; minutes, several GB of disk). See README.
+bench: setup
+	$(PY) benchmarks/run_all.py --size full

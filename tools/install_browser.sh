@@ -8,13 +8,14 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 
-if [ ! -x "$CHROMIUM" ] && ! command -v chromium >/dev/null; then
+# strace: the resume benchmark (and its test) counts the bytes read from a checkpoint with it.
+if { [ ! -x "$CHROMIUM" ] && ! command -v chromium >/dev/null; } || ! command -v strace >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "Installing Debian's chromium (for the WebUI's browser test)."
+    echo "Installing Debian's chromium and strace (for the browser test and the benchmarks)."
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium strace >/dev/null
   else
-    echo "Chromium is missing: install it (Debian/Ubuntu: sudo apt-get install chromium), or run this script as root." >&2
+    echo "Chromium or strace is missing: install them (Debian/Ubuntu: sudo apt-get install chromium strace), or run this script as root." >&2
     exit 1
   fi
 fi

@@ -1,0 +1,148 @@
+"""Item 3: resume start-up — time from the command to the first training update, bytes read from the
+checkpoint, and peak RSS, when resuming the work space's training checkpoint with our CLI; versus the seed's
+way (benchmarks/seed_resume.py: the file loaded whole as GPTArgs.xtts_checkpoint, then again by the coqui
+trainer's restore_path) and versus a fresh start of our CLI from the base model.
+
+Each arm is one fresh process (run in turn, repeated, the order reversed every other round) that ends by itself
+after its first update: ours with --max_steps one past the checkpoint's step (it saves a checkpoint, then
+exits), the seed's from its on_train_step_end callback. Time: from just before the process starts to the
+update's timestamp (our progress JSON lines; the seed's callback). Peak RSS: the process's high-water mark
+(ru_maxrss from wait4, and VmHWM samples). Ending by itself matters: stopping it from outside lands at a random
+point of the next step's forward pass, whose activations add up to ~1 GB at full size. Bytes read from
+the checkpoint: bytes returned by read-family calls on the file (strace -y, seccomp-filtered so nothing else
+is traced) plus, for each memory mapping of the file, the most of it ever resident (smaps, sampled every 0.5 s
+and just before the stop) — what mmap read. A mapping that came and went between samples would be missed: the
+notes say how many of the file's mmaps (from strace) no sample saw.
+Targets: the checkpoint read once (at most 1.05x its size); peak RSS at most 1.1x a fresh start's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python benchmarks/bench_resume_startup.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import common
+
+SEED_SCRIPT = Path(__file__).resolve().parent / "seed_resume.py"
+BYTES_TARGET = 1.05
+RSS_TARGET = 1.10
+ARMS = ("ours", "seed", "fresh")
+
+
+def arm_command(ws: common.Workspace, arm: str, out: Path, events: Path) -> list[str]:
+    if arm == "seed":
+        return [common.PYTHON, str(SEED_SCRIPT), str(ws.base_dir), str(ws.dataset_dir), str(out), str(ws.checkpoint),
+                "--events", str(events)]
+    custom = ws.checkpoint if arm == "ours" else None
+    steps = common.CHECKPOINT_STEP + 1 if arm == "ours" else 1  # one update, then save and exit
+    return common.train_command(ws, out, custom_model=custom, max_steps=steps, progress=events,
+                                extra=["--num_epochs", "1000"])
+
+
+def run_arm(ws: common.Workspace, arm: str, timeout: float) -> dict:
+    out = ws.scratch(f"resume-{arm}")
+    events = out / "events.jsonl"
+    log = out / "strace.log" if common.have_strace() else None
+    common.warm(ws.checkpoint)
+    cached = common.resident_fraction(ws.checkpoint)
+    try:
+        m = common.run_measured(arm_command(ws, arm, out / "out", events), timeout=timeout, strace_log=log,
+                                watch_path=ws.checkpoint)
+        update = common.first_event(events, "update")
+        start = common.first_event(events, "start")
+        if update is None or m.returncode != 0:
+            raise RuntimeError(f"{arm}: exit {m.returncode}, update reported: {update is not None}\n{m.output_tail}")
+        traced = common.parse_strace(log, ws.checkpoint) if log else None
+        via_read = traced.read_bytes if traced else None
+        return {
+            "arm": arm,
+            "to_update_s": update["time"] - m.started_at,
+            "to_start_s": start["time"] - m.started_at if start else None,
+            "peak_rss": m.peak_rss,
+            "peak_anon": m.peak_anon,
+            "read_syscall_bytes": via_read,
+            "mmap_bytes": m.mapped_bytes(),
+            "ckpt_bytes_read": (via_read or 0) + m.mapped_bytes() if log else None,
+            "rchar": m.rchar,
+            "unsampled_mappings": m.unsampled(traced.mmap_starts) if traced else 0,
+            "cached": cached,
+        }
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def measure(ws: common.Workspace, repeats: int, timeout: float, log=common._stderr) -> list[common.Row]:
+    runs: dict[str, list[dict]] = {a: [] for a in ARMS}
+    for i in range(repeats):
+        order = ARMS if i % 2 == 0 else tuple(reversed(ARMS))
+        for arm in order:
+            r = run_arm(ws, arm, timeout)
+            log(f"  resume start-up, {arm}: first update after {r['to_update_s']:.1f} s, peak RSS "
+                f"{r['peak_rss'] / common.GB:.2f} GB, checkpoint bytes read {_gb(r['ckpt_bytes_read'])}")
+            runs[arm].append(r)
+    med = {a: {k: _median(runs[a], k) for k in runs[a][0] if k != "arm"} for a in ARMS}
+    size = ws.checkpoint.stat().st_size
+    cached = min(r["cached"] for rs in runs.values() for r in rs)
+    base = f"{size / common.GB:.2f} GB checkpoint, cached {cached:.0%}; median of {repeats} per arm"
+    ours, seed, fresh = med["ours"], med["seed"], med["fresh"]
+    rows = [
+        common.Row("resume: command to first update", ours["to_update_s"], seed["to_update_s"], "s", "—", None,
+                   f"{base}; to the 'start' event (training begins): ours {_s(ours['to_start_s'])}, seed's "
+                   f"{_s(seed['to_start_s'])}, fresh {_s(fresh['to_start_s'])}", "seed's way"),
+        common.Row("resume vs fresh start: command to first update", ours["to_update_s"], fresh["to_update_s"], "s",
+                   "—", None, base, "fresh start"),
+    ]
+    if ours["ckpt_bytes_read"] is not None:
+        limit = BYTES_TARGET * size
+        rows.append(common.Row(
+            "resume: bytes read from the checkpoint", ours["ckpt_bytes_read"] / common.GB,
+            seed["ckpt_bytes_read"] / common.GB, "GB", f"<= {BYTES_TARGET:g}x file ({limit / common.GB:.2f} GB)",
+            ours["ckpt_bytes_read"] <= limit,
+            f"ours: {_gb(ours['read_syscall_bytes'])} by read() + {_gb(ours['mmap_bytes'])} by mmap "
+            f"({ours['ckpt_bytes_read'] / size:.2f}x file); seed's: {seed['ckpt_bytes_read'] / size:.2f}x file; "
+            f"mmaps of the file no smaps sample saw: ours {ours['unsampled_mappings']:g}, seed's "
+            f"{seed['unsampled_mappings']:g}",
+            "seed's way"))
+    per_run = "; ".join(f"{a} " + ", ".join(f"{r['peak_rss'] / common.GB:.2f}" for r in runs[a]) for a in ARMS)
+    rows += [
+        common.Row("resume: peak RSS", ours["peak_rss"] / common.GB, fresh["peak_rss"] / common.GB, "GB",
+                   f"<= {RSS_TARGET:g}x fresh start", ours["peak_rss"] <= RSS_TARGET * fresh["peak_rss"],
+                   f"high-water mark up to exit; RSS includes the checkpoint's pages mapped by mmap; per run (GB): "
+                   f"{per_run}", "fresh start"),
+        common.Row("resume: peak anonymous memory (sampled)", ours["peak_anon"] / common.GB,
+                   fresh["peak_anon"] / common.GB, "GB", "—", None,
+                   "RssAnon sampled every 50 ms: memory that is not file-backed page cache", "fresh start"),
+        common.Row("resume: peak RSS vs seed's way", ours["peak_rss"] / common.GB, seed["peak_rss"] / common.GB, "GB",
+                   "—", None, f"seed's peak anonymous (sampled) {_gb(seed['peak_anon'])}", "seed's way"),
+    ]
+    return rows
+
+
+def _median(runs: list[dict], key: str):
+    values = [r[key] for r in runs if r[key] is not None]
+    return common.median(values) if values else None
+
+
+def _gb(value) -> str:
+    return "?" if value is None else f"{value / common.GB:.2f} GB"
+
+
+def _s(value) -> str:
+    return "?" if value is None else f"{value:.1f} s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per arm")
+    args = p.parse_args(argv)
+    ws = common.ensure_workspace(args.size, args.cache)
+    common.finish(measure(ws, args.repeats or 2, args.timeout), args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

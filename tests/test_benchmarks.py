@@ -1,0 +1,130 @@
+"""The benchmark scripts still run: each one at --size tiny (the test bed), printing its table rows.
+
+The figures themselves are not checked (they depend on the machine and its load), only that every script runs
+its real code paths end to end and reports finite numbers in the shared table format. The work space (tiny base,
+dataset, a one-update training checkpoint) is built once per session into a temporary cache.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from benchmarks import common
+
+BENCH = ROOT / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def bench_cache(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("bench_cache")
+    common.ensure_workspace("tiny", cache)
+    return cache
+
+
+def run_bench(script: str, cache, tmp_path, *extra: str) -> tuple[str, list[common.Row]]:
+    out = tmp_path / f"{script}.json"
+    cmd = [sys.executable, str(BENCH / f"{script}.py"), "--size", "tiny", "--cache", str(cache), "--json", str(out),
+           *extra]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=common.bench_env(), timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = common.read_rows(out)
+    assert rows
+    for row in rows:
+        assert math.isfinite(row.ours) and row.ours >= 0, row
+        assert row.baseline is None or (math.isfinite(row.baseline) and row.baseline > 0), row
+        assert row.measurement in done.stdout  # the printed table has the row
+    assert done.stdout.lstrip().startswith("| measurement")
+    return done.stdout, rows
+
+
+def by_name(rows: list[common.Row]) -> dict[str, common.Row]:
+    return {r.measurement: r for r in rows}
+
+
+def test_bench_classify(bench_cache, tmp_path):
+    _, rows = run_bench("bench_classify", bench_cache, tmp_path, "--repeats", "1")
+    rss = by_name(rows)["classify: peak RSS added"]
+    assert rss.ours < rss.baseline  # memory-mapped: no tensor data read, unlike torch.load
+
+
+def test_bench_listing(bench_cache, tmp_path):
+    _, rows = run_bench("bench_listing", bench_cache, tmp_path, "--repeats", "1")
+    assert len(rows) == 3
+    assert len(list((bench_cache / "tiny" / "listing" / "run").glob("*.pth"))) == 10
+
+
+def test_bench_checkpoint_write(bench_cache, tmp_path):
+    _, rows = run_bench("bench_checkpoint_write", bench_cache, tmp_path, "--repeats", "1")
+    assert {r.baseline_name for r in rows} == {"torch.save", "torch.save+fsync"}
+    assert not list((bench_cache / "tiny" / "scratch").glob("write-*"))  # written files are removed
+
+
+def test_bench_vocab_expansion(bench_cache, tmp_path):
+    _, rows = run_bench("bench_vocab_expansion", bench_cache, tmp_path, "--repeats", "1")
+    assert any(r.measurement.startswith("vocab: extend_vocabulary (+401") for r in rows)
+
+
+@pytest.mark.slow
+def test_bench_resume_startup(bench_cache, tmp_path):
+    _, rows = run_bench("bench_resume_startup", bench_cache, tmp_path, "--repeats", "1")
+    named = by_name(rows)
+    assert common.have_strace(), "strace is missing: run `bash tools/install_browser.sh` (make test does)"
+    read = named["resume: bytes read from the checkpoint"]
+    size = (bench_cache / "tiny" / "checkpoints" / common.CHECKPOINT_NAME).stat().st_size / common.GB
+    assert read.baseline > 1.9 * size  # the seed's way reads the file twice
+    assert named["resume: command to first update"].ours > 0
+
+
+@pytest.mark.slow
+def test_bench_train_loop(bench_cache, tmp_path):
+    _, rows = run_bench("bench_train_loop", bench_cache, tmp_path, "--repeats", "1", "--updates", "6")
+    assert [r.measurement for r in rows] == ["training loop: time per update"]
+
+
+def test_run_all_prints_one_table_and_writes_results(bench_cache, tmp_path):
+    results = tmp_path / "RESULTS.md"
+    out = tmp_path / "rows.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "run_all.py"), "--size", "tiny", "--cache", str(bench_cache), "--repeats", "1",
+         "--only", "bench_checkpoint_write", "--results", str(results), "--json", str(out)],
+        capture_output=True, text=True, cwd=ROOT, env=common.bench_env(), timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    header = "| measurement | ours | baseline | ratio | target | met? |"
+    assert header.replace(" ", "") in done.stdout.replace(" ", "")
+    assert "Machine:" in results.read_text()
+    assert len(json.loads(out.read_text())) == 2
+
+
+# --- the measuring instruments, on real files and processes ------------------------------------------------
+def test_resident_fraction_sees_a_file_just_written(tmp_path):
+    path = tmp_path / "blob"
+    path.write_bytes(os.urandom(1 << 20))
+    assert common.resident_fraction(path) == 1.0
+
+
+def test_run_measured_reports_peak_rss_and_strace_reads(tmp_path):
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(8 << 20))
+    code = ("import sys; data = open(sys.argv[1], 'rb').read(); x = bytearray(200 << 20); "
+            "x[::4096] = b'1' * len(x[::4096])")
+    assert common.have_strace(), "strace is missing: run `bash tools/install_browser.sh` (make test does)"
+    log = tmp_path / "strace.log"
+    m = common.run_measured([sys.executable, "-c", code, str(blob)], strace_log=log, timeout=120)
+    assert m.returncode == 0, m.output_tail
+    assert m.peak_rss > 200e6  # the 200 MB touched
+    assert common.parse_strace(log, blob).read_bytes == 8 << 20
+
+
+def test_table_format():
+    rows = [common.Row("a", 0.5, 1.0, "s", "< 1 s", True, "n"), common.Row("b", 3.0, None, "GB", "—", None)]
+    text = common.format_table(rows)
+    lines = text.splitlines()
+    assert lines[0].startswith("| measurement") and len(lines) == 4
+    assert "0.50x" in lines[2] and "yes" in lines[2] and "n/a" in lines[3]
