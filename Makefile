@@ -30,4 +30,4 @@ lint: setup
 
 # Full-size benchmarks (XTTS-v2-shaped checkpoints of ~5.5 GB; minutes, several GB of disk). See README.
 bench: setup
-	$(PY) benchmarks/run_all.py --size full
+	$(PY) benchmarks/run_all.py --size full --results benchmarks/RESULTS.md
