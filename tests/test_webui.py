@@ -358,6 +358,9 @@ def test_browser_picks_a_checkpoint_resumes_from_its_step_and_stops(idle, work, 
         assert int(progress.get_attribute("data-step")) >= 4
         expect(progress).to_have_attribute("data-step", re.compile(r"^([5-9]|[1-9]\d+)$"),
                                            timeout=JOB_TIMEOUT_S * 1000)
+        deadline = time.time() + 60  # the plot's points are read from the progress file: allow it to catch up
+        while not idle.ctx.jobs.history()[0] and time.time() < deadline:
+            time.sleep(0.5)
         assert idle.ctx.jobs.history()[0][0][0] == 5, "the first update after checkpoint_4 is update 5, not 1"
         for kind in ("train", "eval"):  # the legend lists both kinds: the plot draws their lines
             expect(page.locator("#loss-plot")).to_contain_text(kind, timeout=30_000)
