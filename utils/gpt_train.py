@@ -55,6 +55,7 @@ class StartPlan:
     source_vocab_path: Path  # the vocabulary the source's weights were trained with
     run_dir: Path | None
     continues_run: bool  # True: writing on in the source's own run folder
+    data: dict[str, Any]  # the start file, memory-mapped: tensor data is read only when loaded
 
     def describe(self) -> str:
         return self.info.describe() if self.mode == self.info.mode else (
@@ -139,7 +140,8 @@ def plan_start(opts: TrainOptions, base_vocab: Path, base_model: Path) -> StartP
     from utils.vocab import vocab_sha256
 
     source = Path(opts.custom_model) if opts.custom_model else base_model
-    info = classify_checkpoint(source, opts.vocab or base_vocab)
+    data = ck.read_checkpoint(source)  # read once: classified here, loaded from the same dict later
+    info = ck.info_from_state(source, data, opts.vocab or base_vocab)
     candidates = [Path(opts.vocab)] if opts.vocab else []
     source_vocab = find_source_vocab(source, info, [*candidates, base_vocab])
     mode = info.mode
@@ -156,7 +158,7 @@ def plan_start(opts: TrainOptions, base_vocab: Path, base_model: Path) -> StartP
         mode = "base" if vocab_sha256(vocab) == vocab_sha256(source_vocab) else "extend_vocab"
         continues = False
     run_dir = source.parent if continues else None  # a new run folder is made once the data is checked
-    return StartPlan(mode, source, info, vocab, source_vocab, run_dir, continues)
+    return StartPlan(mode, source, info, vocab, source_vocab, run_dir, continues, data)
 
 
 # --- the run folder --------------------------------------------------------------------------------------
@@ -359,6 +361,7 @@ def run_training(opts, base, plan: StartPlan, on_event, stop_requested, dist: Di
         trainer.restore_training_state(data)
         start_step = trainer.updates
     del data
+    plan.data = {}  # drop the start file's mapping once restored
     lr = trainer.optimizer[0].param_groups[0]["lr"]
     events({"event": "start", "mode": plan.mode, "run_dir": str(plan.run_dir), "step": trainer.updates,
             "total": trainer.total_updates(), "epoch": trainer.epochs_done, "lr": lr,
@@ -380,7 +383,7 @@ def load_start_state(model, plan: StartPlan) -> dict[str, Any]:
         data = ck.read_checkpoint(expanded)
         ck.load_xtts_weights(model.xtts, data[ck.KEY_MODEL], expanded)
         return data
-    data = ck.read_checkpoint(plan.source)
+    data = plan.data
     if plan.mode == "base":
         ck.load_xtts_weights(model.xtts, data[ck.KEY_MODEL], plan.source)
     return data
