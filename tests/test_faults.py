@@ -178,3 +178,31 @@ def file_digest(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_background_writer_finishes_files_in_order_and_reports_a_failed_fsync(tmp_path, monkeypatch):
+    """CheckpointWriter: training goes on while a file is made durable; each file appears only complete, and
+    an I/O error at fsync surfaces at the next poll/wait as one clear error, the older file untouched."""
+    import os
+
+    import torch
+
+    from utils.checkpoints import CheckpointWriteError, CheckpointWriter
+
+    writer = CheckpointWriter()
+    first, second = tmp_path / "checkpoint_1.pth", tmp_path / "checkpoint_2.pth"
+    assert writer.save({"w": torch.arange(10)}, first) == []
+    assert writer.save({"w": torch.arange(20)}, second) == [first]  # the first is finished before the second
+    assert writer.wait() == [second] and writer.wait() == []
+    assert torch.equal(torch.load(second, weights_only=True)["w"], torch.arange(20))
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    writer.save({"w": torch.zeros(3)}, first)
+    with pytest.raises(CheckpointWriteError, match=r"checkpoint_1\.pth \(Input/output error\)"):
+        writer.wait()
+    monkeypatch.undo()
+    assert torch.equal(torch.load(first, weights_only=True)["w"], torch.arange(10))
+    assert not list(tmp_path.glob("*.tmp"))

@@ -10,12 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import threading
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from utils.checkpoint_meta import RefusedGlobal, TensorMeta, can_read_meta, read_meta
 
 # The coqui trainer's keys.
 KEY_CONFIG = "config"
@@ -63,35 +66,77 @@ def _released_xtts_v2_globals() -> list:
     return _coqui_config_classes() + legacy
 
 
-def read_checkpoint(path: str | Path, *, mmap: bool = True) -> dict[str, Any]:
-    """Load a checkpoint with weights_only (no code from the file runs), memory-mapped so that tensor data is
-    read only when touched. Raises CheckpointError naming the file for anything that is not an XTTS checkpoint."""
-    path = Path(path)
+# The coqui config classes a checkpoint may pickle (see _released_xtts_v2_globals), by name: what the metadata
+# reader allows without importing coqui.
+ALLOWED_CONFIG_NAMES = (
+    "TTS.tts.configs.xtts_config.XttsConfig", "TTS.tts.configs.xtts_config.XttsArgs",
+    "TTS.tts.configs.xtts_config.XttsAudioConfig", "TTS.config.shared_configs.BaseDatasetConfig",
+    "TTS.config.shared_configs.BaseAudioConfig", "TTS.tts.models.xtts.XttsArgs", "TTS.tts.models.xtts.XttsAudioConfig",
+)
+
+
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise CheckpointError(f"Checkpoint {path} does not exist: check the path.")
     if path.is_dir():
         raise CheckpointError(f"Checkpoint {path} is a folder: pass a .pth file inside it.")
     if path.stat().st_size == 0:
         raise CheckpointError(f"Checkpoint {path} is empty (0 bytes): it was never written completely; pick another.")
-    try:
-        with torch.serialization.safe_globals(_released_xtts_v2_globals()):
-            data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"Checkpoint {path} was refused: it holds objects other than tensors and coqui configs "
-            f"(loading it could run code). Use a checkpoint written by XTTS training. ({str(e).splitlines()[0]})"
-        ) from e
-    except Exception as e:  # torch raises many types for corrupt files (RuntimeError, EOFError, IndexError...)
-        raise CheckpointError(
-            f"Checkpoint {path} is not a readable PyTorch file (truncated or corrupt?): {str(e).splitlines()[0]}"
-        ) from e
-    if isinstance(data, torch.Tensor):
+
+
+def _refused(path: Path, e: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"Checkpoint {path} was refused: it holds objects other than tensors and coqui configs "
+        f"(loading it could run code). Use a checkpoint written by XTTS training. ({str(e).splitlines()[0]})"
+    )
+
+
+def _unreadable(path: Path, e: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"Checkpoint {path} is not a readable PyTorch file (truncated or corrupt?): {str(e).splitlines()[0]}"
+    )
+
+
+def _check_xtts(path: Path, data: Any) -> dict[str, Any]:
+    if isinstance(data, torch.Tensor | TensorMeta):
         raise CheckpointError(f"Checkpoint {path} holds a bare tensor, not an XTTS checkpoint.")
     if not isinstance(data, dict) or not isinstance(data.get(KEY_MODEL), dict):
         raise CheckpointError(f"Checkpoint {path} is not an XTTS checkpoint: it has no 'model' state dict.")
     if text_embedding_key(data[KEY_MODEL]) is None:
         raise CheckpointError(f"Checkpoint {path} is not an XTTS checkpoint: it has no GPT text embedding.")
     return data
+
+
+def read_checkpoint(path: str | Path, *, mmap: bool = True) -> dict[str, Any]:
+    """Load a checkpoint with weights_only (no code from the file runs); memory-mapped by default, so that tensor
+    data is read only when touched. Raises CheckpointError naming the file for anything that is not an XTTS
+    checkpoint."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        with torch.serialization.safe_globals(_released_xtts_v2_globals()):
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as e:
+        raise _refused(path, e) from e
+    except Exception as e:  # torch raises many types for corrupt files (RuntimeError, EOFError, IndexError...)
+        raise _unreadable(path, e) from e
+    return _check_xtts(path, data)
+
+
+def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's keys, scalars and tensor shapes (TensorMeta in place of tensors), without building any
+    tensor: milliseconds even for a 5.6 GB file. Refuses exactly what read_checkpoint refuses."""
+    path = Path(path)
+    _check_file(path)
+    if not can_read_meta(path):
+        return read_checkpoint(path)  # a legacy (pre-zip) or broken file: the full reader decides
+    try:
+        data = read_meta(path)
+    except RefusedGlobal as e:
+        raise _refused(path, e) from e
+    except Exception as e:  # zipfile and pickle raise many types for corrupt files
+        raise _unreadable(path, e) from e
+    return _check_xtts(path, data)
 
 
 def text_embedding_key(model_state: dict[str, Any]) -> str | None:
@@ -211,9 +256,9 @@ def info_from_state(path: Path, data: dict[str, Any], vocab_path: str | Path | N
 def classify_checkpoint(path: str | Path, vocab_path: str | Path | None = None) -> CheckpointInfo:
     """Decide from the file's content how training starts from it: optimizer state -> "resume"; weights only
     and a vocabulary that differs from the one the weights were trained with -> "extend_vocab"; else "base".
-    Reads only metadata and a few scalars (memory-mapped), so it is fast on multi-GB files."""
+    Reads only the pickled structure and a few scalars (read_checkpoint_meta), so it is fast on multi-GB files."""
     path = Path(path)
-    return info_from_state(path, read_checkpoint(path), vocab_path)
+    return info_from_state(path, read_checkpoint_meta(path), vocab_path)
 
 
 def checkpoint_path(folder: Path, step: int) -> Path:
@@ -247,31 +292,97 @@ def list_checkpoints(folder: str | Path, vocab_path: str | Path | None = None) -
     return sorted(found, key=lambda i: (i.mtime, i.step), reverse=True)
 
 
-def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
-    """Write `state` to `path` so that a crash at any instant leaves either the old file or the complete new
-    one: write `<path>.tmp`, flush and fsync, rename, fsync the folder."""
-    path = Path(path)
+def _write_partial(state: dict[str, Any], path: Path) -> Path:
+    """Serialise `state` to `<path>.tmp` (into the page cache; nothing is durable yet) and return that name."""
     tmp = path.with_name(path.name + PARTIAL_SUFFIX)
     try:
         with open(tmp, "wb") as f:
             torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except (OSError, RuntimeError) as e:
         tmp.unlink(missing_ok=True)
         io_error = e if isinstance(e, OSError) else e.__context__  # torch's zip writer wraps the OSError
         if not isinstance(io_error, OSError):
             raise
-        raise CheckpointWriteError(
-            f"Could not write {path} ({io_error.strerror or io_error}): nothing there was replaced. Free disk space "
-            f"or fix the folder's permissions, then resume from the newest checkpoint."
-        ) from e
+        raise _write_error(path, io_error) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def _make_durable(tmp: Path, path: Path) -> None:
+    """fsync `tmp`, rename it to `path`, fsync the folder: from here a crash leaves the complete new file."""
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(path, e) from e
     fsync_folder(path.parent)
+
+
+def _write_error(path: Path, e: OSError) -> CheckpointWriteError:
+    return CheckpointWriteError(
+        f"Could not write {path} ({e.strerror or e}): nothing there was replaced. Free disk space "
+        f"or fix the folder's permissions, then resume from the newest checkpoint."
+    )
+
+
+def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
+    """Write `state` to `path` so that a crash at any instant leaves either the old file or the complete new
+    one: write `<path>.tmp`, fsync, rename, fsync the folder."""
+    path = Path(path)
+    _make_durable(_write_partial(state, path), path)
     return path
+
+
+class CheckpointWriter:
+    """Atomic saves that hold training up only while the state is serialised: the fsync, rename and folder
+    fsync that make each file durable run on a background thread while training goes on (on this kind of
+    disk they cost as much again as the serialisation). Files become visible in order, each only once
+    durable; `poll`/`wait` return those that did, and raise CheckpointWriteError for one that failed."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._done: list[Path] = []
+        self._error: Exception | None = None
+
+    def save(self, state: dict[str, Any], path: Path) -> list[Path]:
+        """Serialise `state` for `path` now and finish it in the background; returns the files that became
+        durable before it (the previous save is always finished first)."""
+        done = self.wait()
+        tmp = _write_partial(state, path)
+        self._thread = threading.Thread(target=self._finish, args=(tmp, path), name=f"durable {path.name}")
+        self._thread.start()
+        return done
+
+    def _finish(self, tmp: Path, path: Path) -> None:
+        try:
+            _make_durable(tmp, path)
+            self._done.append(path)
+        except Exception as e:  # handed to the training thread, which raises it at its next poll/wait
+            self._error = e
+
+    def poll(self) -> list[Path]:
+        """Files that became durable since the last call, without waiting."""
+        if self._thread is not None and self._thread.is_alive():
+            return []
+        return self.wait()
+
+    def wait(self) -> list[Path]:
+        """Wait for the save in flight; the files that became durable since the last call."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        done, self._done = self._done, []
+        return done
 
 
 def fsync_folder(folder: Path) -> None:

@@ -28,6 +28,9 @@ from utils import checkpoints as ck
 logger = logging.getLogger(__name__)
 
 
+BEST_MODEL = "best_model.pth"
+
+
 class StopTraining(Exception):
     """Raised at an update boundary once a checkpoint is saved and the run should end (max_steps or a signal)."""
 
@@ -120,7 +123,8 @@ class RunTrainer(Trainer):
         self.epoch_batch = 0  # batches of the current epoch already trained
         self.resume_batch = 0  # where the first epoch after a resume starts
         self.train_dataset: PositionSeededDataset | None = None
-        self.saved_paths: list[Path] = []
+        self.writer = ck.CheckpointWriter()
+        self.announce: dict[Path, tuple[str, dict[str, Any]]] = {}  # per file in flight: its event once durable
         self.last_checkpoint: Path | None = None
         self.keep_avg_state: dict[str, Any] | None = None  # the epoch's running averages at the checkpoint
         self.last_loss: float | None = None  # loss of the latest batch
@@ -260,6 +264,7 @@ class RunTrainer(Trainer):
         avg = self.keep_avg_train.avg_values
         self.emit("update", loss=self.last_loss, avg_loss=avg.get("avg_loss"), avg_loss_text_ce=avg.get(
             "avg_loss_text_ce"), avg_loss_mel_ce=avg.get("avg_loss_mel_ce"), lr=self.optimizer[0].param_groups[0]["lr"])
+        self.saves_done(self.writer.poll())
         reached_max = self.control.max_steps is not None and self.updates >= self.control.max_steps
         stop = self.control.stop_requested()
         if self.updates % self.control.save_step == 0 or reached_max or stop:
@@ -292,7 +297,10 @@ class RunTrainer(Trainer):
         except StopTraining as stop:
             reason = stop.reason
         finally:
-            self.dashboard_logger.finish()
+            try:
+                self.saves_done(self.writer.wait())  # the last files are durable before fit returns
+            finally:
+                self.dashboard_logger.finish()
         return reason
 
     # --- saving ------------------------------------------------------------------------------------------
@@ -322,16 +330,31 @@ class RunTrainer(Trainer):
         }
 
     def save_checkpoint(self) -> None:
-        """checkpoint_<updates>.pth, atomically; then prune to the newest `keep_checkpoints`."""
+        """checkpoint_<updates>.pth, atomically; made durable in the background (ck.CheckpointWriter) and
+        announced, then the older ones pruned, once it is."""
         if self.args.rank not in (0, None):
             return
         loss = {"train_loss": self._pick_target_avg_loss(self.keep_avg_train),
                 "eval_loss": self._pick_target_avg_loss(self.keep_avg_eval)}
         path = ck.checkpoint_path(self.output_path, self.updates)
-        ck.save_atomic(self.training_state(model_loss=loss), path)
-        self.last_checkpoint = path
-        self.emit("checkpoint", path=str(path))
-        self.prune_checkpoints()
+        self.save(path, loss, "checkpoint", {})
+
+    def save(self, path: Path, loss: dict[str, Any], event: str, fields: dict[str, Any]) -> None:
+        """Hand the training state to the writer; its event, stamped with this moment's step, follows once the
+        file is durable."""
+        state = self.training_state(model_loss=loss)
+        stamp = {"step": self.updates, "total": self.total_updates(), "epoch": self.epochs_done}
+        self.saves_done(self.writer.save(state, path))
+        self.announce[path] = (event, {**stamp, "path": str(path), **fields})
+
+    def saves_done(self, paths: list[Path]) -> None:
+        """Announce files that became durable: a checkpoint (then prune the older ones) or best_model.pth."""
+        for path in paths:
+            event, fields = self.announce.pop(path)
+            self.emit(event, **fields)
+            if event == "checkpoint":
+                self.last_checkpoint = path
+                self.prune_checkpoints()
 
     def prune_checkpoints(self) -> None:
         """Keep the newest N checkpoint_*.pth of this run; never the file the run started from."""
@@ -353,9 +376,8 @@ class RunTrainer(Trainer):
         if current[key] is None or not current[key] < best[key]:
             return
         self.best_loss = current
-        path = ck.save_atomic(self.training_state(model_loss=current), self.output_path / "best_model.pth")
-        logger.info(" > Best model so far (%s %.5f): %s", key, current[key], path.name)
-        self.emit("best", path=str(path), **{key: current[key]})
+        logger.info(" > Best model so far (%s %.5f): %s", key, current[key], BEST_MODEL)
+        self.save(self.output_path / BEST_MODEL, current, "best", {key: current[key]})
 
     def emit(self, event: str, **fields: Any) -> None:
         self.control.on_event({"event": event, "step": self.updates, "total": self.total_updates(),
