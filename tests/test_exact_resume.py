@@ -82,7 +82,10 @@ def test_loader_workers_do_not_change_the_run(reference_run, train, tmp_path):
 
 
 def test_more_epochs_on_resume_come_from_the_command(reference_run, train, tmp_path):
-    result = train(tmp_path, custom_model=str(ckpt(reference_run.run_dir, 8)), num_epochs=3)
+    source = tmp_path / "run" / "checkpoint_8.pth"  # a copy: resuming the newest file continues in its folder
+    source.parent.mkdir()
+    os.link(ckpt(reference_run.run_dir, 8), source)
+    result = train(tmp_path, custom_model=str(source), num_epochs=3)
     assert (result.start_step, result.step, result.epoch) == (8, 12, 2)
 
 
