@@ -3,8 +3,8 @@
 Each arm runs in a fresh process with torch, utils.checkpoints, utils.vocab and tokenizers already imported (as
 in the WebUI or the CLI, where they are imported anyway); what is measured is the call alone: its wall time,
 and the peak RSS it adds above the process's RSS before it. The call is made twice per process: the first
-includes what a first call costs (classify_checkpoint imports coqui's config classes lazily), the second is a
-warm process. Arms are interleaved and repeated; medians are shown.
+includes what a first call costs (lazy imports; classify_checkpoint reads only the file's pickled structure and
+imports nothing of coqui), the second is a warm process. Arms are interleaved and repeated; medians are shown.
 Target: under 1 s and under 200 MB, whatever the file size.
 """
 

@@ -62,7 +62,9 @@ def test_bench_listing(bench_cache, tmp_path):
 
 def test_bench_checkpoint_write(bench_cache, tmp_path):
     _, rows = run_bench("bench_checkpoint_write", bench_cache, tmp_path, "--repeats", "1")
-    assert {r.baseline_name for r in rows} == {"torch.save", "torch.save+fsync"}
+    assert {r.baseline_name for r in rows} == {"torch.save", "torch.save+fsync"} and len(rows) == 3
+    held_up, durable = rows[0], rows[1]
+    assert 0 < held_up.ours <= durable.ours  # the writer returns before its file is durable
     assert not list((bench_cache / "tiny" / "scratch").glob("write-*"))  # written files are removed
 
 
@@ -88,6 +90,64 @@ def test_bench_train_loop(bench_cache, tmp_path):
     assert [r.measurement for r in rows] == ["training loop: time per update"]
 
 
+@pytest.mark.slow
+def test_bench_gpu_runs_on_cpu(bench_cache, tmp_path):
+    """The GPU benchmark's whole path with any GPU hidden: training arms, resume arms, parity (bit-identical on CPU);
+    the Markdown results are written too."""
+    results = tmp_path / "gpu.md"
+    _, rows = run_bench("bench_gpu", bench_cache, tmp_path, "--device", "cpu", "--batch_size", "2",
+                          "--clip_seconds", "3", "5", "--sentences", "1", "--updates", "5", "--repeats", "1",
+                          "--resume_repeats", "1", "--budget", "600", "--results", str(results))
+    named = by_name(rows)
+    assert list(named) == ["CPU training: time per update", "CPU training: updates per second",
+                           "CPU training: peak host RSS", "CPU resume: command to first update",
+                           "CPU resume parity (tiny): max abs difference of GPT weights"]
+    for name in list(named)[:4]:
+        assert named[name].ours > 0 and named[name].baseline > 0, named[name]
+    assert named["CPU resume parity (tiny): max abs difference of GPT weights"].ours == 0
+    text = results.read_text()
+    assert "| CPU training: time per update" in text and "Errors" not in text and "Skipped" not in text
+
+
+def test_gpu_memory_sampler_reads_nvidia_smi(tmp_path, monkeypatch):
+    """GpuMemory's parsing, against a stand-in nvidia-smi: per-process memory summed; the card's rise otherwise."""
+    from benchmarks import bench_gpu
+
+    fake = tmp_path / "nvidia-smi"
+    state = tmp_path / "apps.txt"
+    fake.write_text(f"""#!/bin/sh
+case "$1" in
+  --query-compute-apps=pid) cat {state} | cut -d, -f1 ;;
+  --query-compute-apps=*) cat {state} ;;
+  --query-gpu=memory.used) echo 1500 ;;
+esac
+""")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    state.write_text("")
+    with bench_gpu.GpuMemory(True, interval=0.05) as gpu:
+        state.write_text("4242, 1024\n4343, 512\n")
+        gpu.sample()
+    assert gpu.peak == (1024 + 512) * 2**20 and gpu.pids == {"4242", "4343"} and gpu.how() == "per process"
+    state.write_text("No running processes found\n")
+    assert bench_gpu.compute_apps() == []
+    state.write_text("4242, [N/A]\n")
+    with bench_gpu.GpuMemory(False) as idle:
+        pass
+    assert idle.peak == 0
+
+
+def test_gpu_budget_skips_what_no_longer_fits():
+    from benchmarks import bench_gpu
+
+    budget = bench_gpu.Budget(100)
+    assert budget.fits("train", 2, first=True)  # nothing timed yet: the first round is tried when 60 s are left
+    assert not budget.fits("train", 2)  # the guess (2 x 80 s) does not fit in 100 s
+    budget.record("train", 10)
+    assert budget.fits("train", 2) and budget.estimate("train") == 10
+    assert 5 <= budget.timeout() <= 100
+
+
 def test_run_all_prints_one_table_and_writes_results(bench_cache, tmp_path):
     results = tmp_path / "RESULTS.md"
     out = tmp_path / "rows.json"
@@ -99,7 +159,7 @@ def test_run_all_prints_one_table_and_writes_results(bench_cache, tmp_path):
     header = "| measurement | ours | baseline | ratio | target | met? |"
     assert header.replace(" ", "") in done.stdout.replace(" ", "")
     assert "Machine:" in results.read_text()
-    assert len(json.loads(out.read_text())) == 2
+    assert len(json.loads(out.read_text())) == 3
 
 
 # --- the measuring instruments, on real files and processes ------------------------------------------------
