@@ -250,8 +250,11 @@ def train_command(ws: Workspace, output: Path, *, custom_model: Path | None = No
 
 
 def bench_env() -> dict[str, str]:
+    """The environment of every measured process: offline, unbuffered, the repository importable first (entries
+    already on PYTHONPATH are kept after it: the device run's carried packages and audio shim live there)."""
     env = dict(os.environ)
-    env.update({"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
+    path = os.pathsep.join([str(ROOT), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    env.update({"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": path})
     return env
 
 
@@ -630,8 +633,8 @@ def read_rows(path: Path) -> list[Row]:
     return [Row(**r) for r in json.loads(Path(path).read_text())]
 
 
-def machine() -> str:
-    """One line: CPU, cores, memory, kernel, torch version."""
+def machine(gpu: str | None = None) -> str:
+    """One line: CPU, cores, memory, the GPU used (`gpu`, else none), kernel, torch version."""
     import torch
 
     cpu = platform.processor() or "?"
@@ -641,7 +644,7 @@ def machine() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GB
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GB RAM, no GPU used, Linux {platform.release()}, "
+    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GB RAM, {gpu or 'no GPU used'}, Linux {platform.release()}, "
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
@@ -655,6 +658,22 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here (for run_all.py)")
     p.add_argument("--probe", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
+
+
+def script_main(doc: str, argv: list[str] | None, measure: Callable[[Workspace, argparse.Namespace], Sequence[Row]],
+                *, probe: Callable[[list[str]], None] | None = None, p: argparse.ArgumentParser | None = None,
+                size: str | None = None) -> int:
+    """What each benchmark script's main does: parse its options (`p`, else the common ones), run its probe when
+    called as one, else measure on the work space (of `size`, else --size) and print/write the rows."""
+    args = (p or parser(doc.splitlines()[0])).parse_args(argv)
+    if args.probe:
+        if probe is None:
+            raise SystemExit("this script has no probe")
+        probe(args.probe)
+        return 0
+    ws = ensure_workspace(size or args.size, args.cache)
+    finish(measure(ws, args), args)
+    return 0
 
 
 def finish(rows: Sequence[Row], args: argparse.Namespace) -> None:
