@@ -95,14 +95,11 @@ def measure(ws: common.Workspace, repeats: int, baseline_repeats: int) -> list[c
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parser(__doc__.splitlines()[0]).parse_args(argv)
-    if args.probe:
-        probe(args.probe)
-        return 0
-    ws = common.ensure_workspace(args.size, args.cache)
-    repeats = args.repeats or 3
-    common.finish(measure(ws, repeats, min(repeats, 1 if args.size == "full" else repeats)), args)
-    return 0
+    def run(ws: common.Workspace, args) -> list[common.Row]:
+        repeats = args.repeats or 3
+        return measure(ws, repeats, min(repeats, 1 if args.size == "full" else repeats))
+
+    return common.script_main(__doc__, argv, run, probe=probe)
 
 
 if __name__ == "__main__":

@@ -138,10 +138,7 @@ def _s(value) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per arm")
-    args = p.parse_args(argv)
-    ws = common.ensure_workspace(args.size, args.cache)
-    common.finish(measure(ws, args.repeats or 2, args.timeout), args)
-    return 0
+    return common.script_main(__doc__, argv, lambda ws, args: measure(ws, args.repeats or 2, args.timeout), p=p)
 
 
 if __name__ == "__main__":

@@ -104,13 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--updates", type=int, default=None, help="updates per run (default 10 tiny, 20 full)")
     p.add_argument("--timeout", type=float, default=900, help="seconds allowed per run")
-    args = p.parse_args(argv)
-    ws = common.ensure_workspace("tiny", args.cache)  # the loop is measured on the test bed (see docstring)
-    full = args.size == "full"
-    repeats = args.repeats or (5 if full else 2)
-    updates = args.updates or (20 if full else 10)
-    common.finish(measure(ws, repeats, updates, args.timeout), args)
-    return 0
+
+    def run(ws: common.Workspace, args) -> list[common.Row]:
+        full = args.size == "full"
+        return measure(ws, args.repeats or (5 if full else 2), args.updates or (20 if full else 10), args.timeout)
+
+    # The loop is measured on the test bed whatever --size says (see the docstring).
+    return common.script_main(__doc__, argv, run, p=p, size="tiny")
 
 
 if __name__ == "__main__":

@@ -92,13 +92,7 @@ def measure(ws: common.Workspace, repeats: int) -> list[common.Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parser(__doc__.splitlines()[0]).parse_args(argv)
-    if args.probe:
-        probe(args.probe)
-        return 0
-    ws = common.ensure_workspace(args.size, args.cache)
-    common.finish(measure(ws, args.repeats or 2), args)
-    return 0
+    return common.script_main(__doc__, argv, lambda ws, args: measure(ws, args.repeats or 2), probe=probe)
 
 
 if __name__ == "__main__":
