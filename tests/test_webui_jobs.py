@@ -125,6 +125,38 @@ def test_stop_sends_sigterm_and_the_job_ends_stopped_with_exit_0(jobs, work):
     assert not again["accepted"] and "No training job is running" in again["error"]
 
 
+def test_a_restarted_webui_takes_over_the_running_job_and_can_stop_it(jobs, work):
+    """The WebUI's process restarts while training goes on: the new one finds the job by its record, shows its
+    progress and stops it; once the job has ended, there is nothing to take over."""
+    started = jobs.start(options(work, max_steps=10_000, save_step=50))
+    wait_for(jobs, lambda s: s["step"] >= 2)
+    restarted = TrainingJobs(command=[sys.executable, str(work / "fake_cli.py")], cwd=work)
+    assert restarted.adopt_running(work / "out")
+    status = wait_for(restarted, lambda s: s["step"] >= 3)
+    assert (status["state"], status["pid"], status["mode"]) == ("running", started["pid"], "base")
+    assert status["progress_file"] == started["progress_file"] and "--max_steps" in status["command"]
+    assert [s for s, _ in restarted.history()[0]][:3] == [1, 2, 3] and "step 2" in restarted.log_tail()
+    assert not restarted.start(options(work, max_steps=3))["accepted"]  # still one job at a time
+    assert restarted.stop()["accepted"]
+    final = wait_for(restarted, lambda s: not s["running"])
+    assert (final["state"], final["returncode"]) == ("stopped", None)  # its exit status belonged to the old WebUI
+    assert final["checkpoint"].endswith(f"checkpoint_{final['step']}.pth") and "Stopped at update" in final["message"]
+    jobs.wait(30)
+    assert not TrainingJobs().adopt_running(work / "out")
+
+
+def test_a_job_record_whose_process_is_gone_or_reused_is_not_taken_over(work):
+    import json
+    import os
+
+    folder = work / "out" / "run" / "webui"
+    folder.mkdir(parents=True)
+    (folder / "train-2026-01-01_00-00-00-000000.json").write_text(json.dumps(
+        {"pid": os.getpid(), "start_ticks": 1, "argv": [], "progress": "p", "log": "l", "started": 0}))
+    (folder / "train-2026-01-02_00-00-00-000000.json").write_text("{not json")
+    assert not TrainingJobs().adopt_running(work / "out")
+
+
 def test_a_second_start_while_one_runs_is_refused_with_a_message(jobs, work):
     assert jobs.start(options(work, max_steps=10_000, save_step=50))["accepted"]
     second = jobs.start(options(work, max_steps=3))

@@ -49,7 +49,10 @@ class WebUIContext:
 
     @classmethod
     def create(cls, config: WebUIConfig, jobs: TrainingJobs | None = None) -> WebUIContext:
-        return cls(config, PathPolicy.for_config(config), jobs or TrainingJobs())
+        """The context of a starting WebUI: a training job an earlier WebUI left running is taken over."""
+        jobs = jobs or TrainingJobs()
+        jobs.adopt_running(config.output)
+        return cls(config, PathPolicy.for_config(config), jobs)
 
     def base_vocab(self, base_dir: str | Path | None = None) -> Path | None:
         """The base folder's vocab.json, when it is there."""

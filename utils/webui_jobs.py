@@ -5,7 +5,9 @@ server, so closing the page changes nothing and opening it again shows the job. 
 the CLI's progress events (`--progress_jsonl`) and its exit status; its console output goes to a log file
 whose tail the page shows. Stopping sends SIGTERM: the CLI saves a resumable checkpoint and exits 0.
 
-Files of a job, beside its runs: `<output_path>/run/webui/train-<time>.jsonl` and `.log`.
+Files of a job, beside its runs: `<output_path>/run/webui/train-<time>.jsonl`, `.log` and `.json` (the job's
+record: pid, command, files). A WebUI that restarts while its job still runs finds the job from that record
+(`adopt_running`) and shows and stops it as before; only the exit status is then not its to read.
 """
 
 from __future__ import annotations
@@ -91,11 +93,50 @@ class _Progress:
             self.checkpoint = event.get("path") or self.checkpoint
 
 
+def _process_start_ticks(pid: int) -> int | None:
+    """When process `pid` started (clock ticks after boot, /proc/<pid>/stat field 22): tells a reused pid apart.
+    None if there is no such live process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) ": state is field 3, starttime field 22
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+class _AdoptedProcess:
+    """A training process an earlier WebUI started, watched by pid. Its exit status is not ours to collect: an
+    `end` event in its progress means it exited 0 (the CLI writes it last), none means it failed."""
+
+    def __init__(self, pid: int, start_ticks: int, progress: _Progress) -> None:
+        self.pid, self.start_ticks, self.progress = pid, start_ticks, progress
+
+    def alive(self) -> bool:
+        return _process_start_ticks(self.pid) == self.start_ticks
+
+    def poll(self) -> int | None:
+        if self.alive():
+            return None
+        return 0 if self.progress.end_reason is not None else 1
+
+    def send_signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.alive():
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+            time.sleep(0.2)
+        return 0
+
+
 @dataclass
 class _Job:
     """One started subprocess and where its files are."""
 
-    proc: subprocess.Popen
+    proc: subprocess.Popen | _AdoptedProcess
     argv: list[str]
     progress_path: Path
     log_path: Path
@@ -163,6 +204,28 @@ class TrainingJobs:
         with self._lock:
             return "" if self._job is None else _tail(self._job.log_path, lines)
 
+    def adopt_running(self, output_path: Path) -> bool:
+        """Take over a job still running from an earlier WebUI on `output_path` (found by its job record), unless
+        this manager already has one. True if one was adopted."""
+        with self._lock:
+            if self._job is not None:
+                return False
+            for record in sorted((Path(output_path) / JOBS_SUBDIR).glob("train-*.json"), reverse=True):
+                try:
+                    info = json.loads(record.read_text())
+                    pid, ticks = int(info["pid"]), int(info["start_ticks"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue  # a record being written or not ours: the next one
+                if _process_start_ticks(pid) != ticks:
+                    continue
+                progress = _Progress()
+                job = _Job(_AdoptedProcess(pid, ticks, progress), list(info["argv"]), Path(info["progress"]),
+                           Path(info["log"]), float(info["started"]), progress)
+                self._read_events(job)
+                self._job = job
+                return True
+            return False
+
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """Block until the job ends (for scripts and tests); returns its status."""
         job = self._job
@@ -182,7 +245,13 @@ class TrainingJobs:
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(argv, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, env=env)
-        return _Job(proc, argv, progress_path, log_path, time.time())
+        job = _Job(proc, argv, progress_path, log_path, time.time())
+        record = {"pid": proc.pid, "start_ticks": _process_start_ticks(proc.pid), "argv": argv,
+                  "progress": str(progress_path), "log": str(log_path), "started": job.started}
+        tmp = folder / f"{stem}.json.tmp"
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, folder / f"{stem}.json")
+        return job
 
     def _poll(self, job: _Job) -> str:
         self._read_events(job)
@@ -194,6 +263,7 @@ class TrainingJobs:
         if job.ended is None:
             job.ended = time.time()
             self._read_events(job)
+            code = job.proc.poll()  # an adopted job's status comes from the events just read
         if code == 0:
             stopped = job.stop_requested or "stop" in (job.progress.end_reason or "")
             return "stopped" if stopped else "finished"
@@ -223,7 +293,8 @@ class TrainingJobs:
         p = job.progress
         code = job.proc.poll()
         return {
-            "state": state, "running": state in ACTIVE, "pid": job.proc.pid, "returncode": code,
+            "state": state, "running": state in ACTIVE, "pid": job.proc.pid,
+            "returncode": None if isinstance(job.proc, _AdoptedProcess) else code,  # not ours to read
             "mode": p.mode, "run_dir": p.run_dir, "start_step": p.start_step, "step": p.step, "total": p.total,
             "epoch": p.epoch, "loss": p.loss, "avg_loss": p.avg_loss, "eval_loss": p.eval_loss, "lr": p.lr,
             "eta_s": p.eta_s if state in ACTIVE else None, "checkpoint": p.checkpoint, "best_checkpoint": p.best,
@@ -268,6 +339,9 @@ def _message(state: str, job: _Job, code: int | None) -> str:
         return "Stop requested: the trainer saves a checkpoint at the next update, then exits."
     if state == "running":
         return p.message
+    if state == "failed" and isinstance(job.proc, _AdoptedProcess):
+        reason = _error_line(job.log_path) or "it ended without its final event (killed?); see the log below."
+        return f"Training (pid {job.proc.pid}, started before the WebUI restarted) failed: {reason}"
     if state == "failed":
         reason = _error_line(job.log_path) or (f"killed by signal {-code}" if code and code < 0 else "")
         return f"Training failed (exit status {code}): {reason or 'see the log below.'}"
