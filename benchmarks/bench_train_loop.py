@@ -2,6 +2,8 @@
 bare coqui recipe with the same settings (tests/coqui_recipe.py: no code of ours in the loop), on the tiny
 test bed whatever --size says (the issue measures the loop there; --size full only repeats it more).
 
+The dataset's clips all have one length (4 s) and one text, so every batch has the same shapes whichever clips
+each arm's sampler draws (the two arms draw differently): the difference measured is the loop's, not the data's.
 Both run coqui's own train_step, which logs every step to TensorBoard (plot_step=1) with a wall-clock
 timestamp: the same instrument times both. The time of an update is the gap between two consecutive steps'
 timestamps, so it includes data loading and everything our loop adds between steps (position-seeded samples,
@@ -27,16 +29,19 @@ from benchmarks import common
 TARGET = 0.02
 WARMUP_GAPS = 2
 BATCH = 2
+CLIP_S = 4.0
 
 
 def loop_dataset(ws: common.Workspace, updates: int) -> Path:
-    """A test-bed dataset with 2*updates training clips (one epoch = `updates` updates), built once."""
+    """A test-bed dataset with 2*updates training clips (one epoch = `updates` updates) of one length and one
+    text (see the docstring), built once."""
     from utils import testbed
 
-    folder = ws.root / f"loop_dataset_{updates}"
+    folder = ws.root / f"loop_dataset_{updates}_uniform"
     if not (folder / "metadata_eval.csv").is_file():
         shutil.rmtree(folder, ignore_errors=True)
-        testbed.build_dataset(folder, clips=updates * BATCH + 2, eval_clips=2)
+        testbed.build_dataset(folder, clips=updates * BATCH + 2, eval_clips=2, seconds=(CLIP_S, CLIP_S),
+                              text=testbed.SENTENCES[0])
     return folder
 
 

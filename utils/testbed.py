@@ -171,10 +171,12 @@ def synth_clip(seconds: float, seed: int, channels: int = 1, sample_rate: int = 
 
 
 def build_dataset(folder: Path, *, clips: int = 10, eval_clips: int = 2, seed: int = 0,
-                  seconds: tuple[float, float] = (3.0, 5.0), sentences_per_clip: int = 1) -> TinyDataset:
+                  seconds: tuple[float, float] = (3.0, 5.0), sentences_per_clip: int = 1,
+                  text: str | None = None) -> TinyDataset:
     """Write `clips` clips of 3-5 s (or `seconds`) and train/eval CSVs in coqui's format (paths relative to the CSV).
     Each text is `sentences_per_clip` of the test bed's sentences (about 50 characters each): a benchmark on a GPU
-    asks for clips and texts of realistic length (e.g. 6-10 s, 2 sentences)."""
+    asks for clips and texts of realistic length (e.g. 6-10 s, 2 sentences). `text`: every clip's text (with one
+    clip length, every batch then has the same shapes, whichever clips it draws)."""
     import soundfile as sf
 
     folder = Path(folder)
@@ -185,8 +187,9 @@ def build_dataset(folder: Path, *, clips: int = 10, eval_clips: int = 2, seed: i
     for i in range(clips):
         rel = f"wavs/clip_{i:03d}.wav"
         sf.write(folder / rel, synth_clip(low + (high - low) * rng.random(), seed=seed * 1000 + i), SAMPLE_RATE)
-        text = " ".join(SENTENCES[(i * sentences_per_clip + j) % len(SENTENCES)] for j in range(sentences_per_clip))
-        rows.append((rel, text, "speaker"))
+        words = text or " ".join(SENTENCES[(i * sentences_per_clip + j) % len(SENTENCES)]
+                                 for j in range(sentences_per_clip))
+        rows.append((rel, words, "speaker"))
         paths.append(folder / rel)
     train_csv, eval_csv = folder / "metadata_train.csv", folder / "metadata_eval.csv"
     for path, part in ((train_csv, rows[eval_clips:]), (eval_csv, rows[:eval_clips])):
