@@ -221,15 +221,14 @@ def gpu_dataset(ws: common.Workspace, s: Settings) -> Path:
 
 
 def train_command(ws: common.Workspace, arm: str, data: Path, out: Path, s: Settings) -> list[str]:
-    common_args = ["--batch_size", str(s.batch_size), "--grad_accum", str(s.grad_accum), "--lr", str(s.lr)]
+    shared = ["--grad_accum", str(s.grad_accum), "--lr", str(s.lr)]
     if arm == "recipe":
         return [common.PYTHON, str(common.COQUI_RECIPE), str(ws.base_dir), str(data), str(out), "--epochs", "1",
-                "--save_step", "1000000", *common_args]
+                "--save_step", "1000000", "--batch_size", str(s.batch_size), *shared]
     # --max_steps ends ours right after its last update (one checkpoint saved, no evaluation); the recipe evaluates
     # and saves after it. Neither happens inside the timed steps.
-    return [common.PYTHON, str(common.GPT_TRAIN), "--train_csv", str(data / "metadata_train.csv"), "--eval_csv",
-            str(data / "metadata_eval.csv"), "--output_path", str(out), "--base_model_dir", str(ws.base_dir),
-            "--num_epochs", "1", "--max_steps", str(s.updates), "--save_step", "1000000", *common_args]
+    return common.train_command(ws, out, dataset=data, max_steps=s.updates, batch_size=s.batch_size,
+                                extra=["--num_epochs", "1", "--save_step", "1000000", *shared])
 
 
 def train_run(ws: common.Workspace, arm: str, data: Path, s: Settings, budget: Budget) -> dict[str, Any]:

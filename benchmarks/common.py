@@ -233,13 +233,14 @@ def _build_training_checkpoint(ws: Workspace, log: Callable[[str], None]) -> Non
 
 
 def train_command(ws: Workspace, output: Path, *, custom_model: Path | None = None, max_steps: int | None = None,
-                  progress: Path | None = None, dataset: Path | None = None, extra: Sequence[str] = ()) -> list[str]:
-    """Our CLI on the work space's base and dataset (batch 2; the default dataset has 8 training clips: 4 updates
-    per epoch)."""
+                  progress: Path | None = None, dataset: Path | None = None, batch_size: int = 2,
+                  extra: Sequence[str] = ()) -> list[str]:
+    """Our CLI on the work space's base and dataset (batch 2 by default; the default dataset has 8 training clips:
+    4 updates per epoch)."""
     data = Path(dataset) if dataset else ws.dataset_dir
     cmd = [PYTHON, str(GPT_TRAIN), "--train_csv", str(data / "metadata_train.csv"), "--eval_csv",
            str(data / "metadata_eval.csv"), "--output_path", str(output), "--base_model_dir", str(ws.base_dir),
-           "--batch_size", "2"]
+           "--batch_size", str(batch_size)]
     if custom_model is not None:
         cmd += ["--custom_model", str(custom_model)]
     if max_steps is not None:

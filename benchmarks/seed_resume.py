@@ -42,33 +42,16 @@ def main() -> None:
     parser.add_argument("--stop_after", type=int, default=1, help="end the process after this many updates")
     args = parser.parse_args()
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from coqui_recipe import recipe_config
     from trainer import Trainer, TrainerArgs
-    from TTS.config.shared_configs import BaseDatasetConfig
-    from TTS.tts.configs.xtts_config import XttsAudioConfig
     from TTS.tts.datasets import load_tts_samples
-    from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTArgs, GPTTrainer, GPTTrainerConfig
+    from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTTrainer
 
-    base, events = Path(args.base), Path(args.events)
-    model_args = json.loads((base / "config.json").read_text())["model_args"]
-    gpt_args = GPTArgs(**{k: v for k, v in model_args.items() if k in GPTArgs.__dataclass_fields__})
-    gpt_args.max_wav_length, gpt_args.max_text_length = 255995, 200
-    gpt_args.mel_norm_file, gpt_args.dvae_checkpoint = str(base / "mel_stats.pth"), str(base / "dvae.pth")
-    gpt_args.xtts_checkpoint = args.checkpoint  # first full read: GPTTrainer.__init__ -> load_checkpoint
-    gpt_args.tokenizer_file = str(base / "vocab.json")
-    config = GPTTrainerConfig(
-        epochs=args.epochs, output_path=args.out, model_args=gpt_args, run_name="seed_resume", project_name="seed",
-        dashboard_logger="tensorboard", audio=XttsAudioConfig(sample_rate=22050, dvae_sample_rate=22050,
-                                                              output_sample_rate=24000),
-        batch_size=args.batch_size, eval_batch_size=args.batch_size, num_loader_workers=0, print_step=25,
-        plot_step=1, log_model_step=10**12, save_step=10**9, save_n_checkpoints=1, save_checkpoints=True,
-        print_eval=False, optimizer="AdamW", optimizer_wd_only_on_weights=True,
-        optimizer_params={"betas": [0.9, 0.96], "eps": 1e-8, "weight_decay": 1e-2}, lr=5e-6,
-        lr_scheduler="MultiStepLR", scheduler_after_epoch=False,
-        lr_scheduler_params={"milestones": [50000 * 18, 150000 * 18, 300000 * 18], "gamma": 0.5, "last_epoch": -1},
-        test_sentences=[],
-        datasets=[BaseDatasetConfig(formatter="coqui", dataset_name="d", path=args.dataset, language="en",
-                                    meta_file_train="metadata_train.csv", meta_file_val="metadata_eval.csv")],
-    )
+    events = Path(args.events)
+    # first full read: GPTTrainer.__init__ -> load_checkpoint of xtts_checkpoint
+    config = recipe_config(Path(args.base), args.dataset, args.out, epochs=args.epochs, batch_size=args.batch_size,
+                           save_step=10**9, lr=5e-6, xtts_checkpoint=args.checkpoint, run_name="seed_resume")
     train_samples, eval_samples = load_tts_samples(config, eval_split=True)
     model = GPTTrainer.init_from_config(config)
     callbacks = {"on_train_epoch_start": lambda t: append_event(events, "start", t),

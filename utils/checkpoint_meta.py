@@ -12,6 +12,7 @@ allowlist permit are refused, so a file is refused here exactly when a real load
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import pickle
 import zipfile
@@ -101,13 +102,14 @@ def _record_type(qualname: str) -> type:
     return type(qualname.rsplit(".", 1)[-1], (ObjectRecord,), {"qualname": qualname})
 
 
-def _allowed_globals() -> set[str]:
+@functools.cache
+def _allowed_globals() -> frozenset[str]:
     """What a weights_only load accepts: torch's defaults plus the coqui config classes we allow (by name)."""
     from torch import _weights_only_unpickler
 
     from utils.checkpoints import ALLOWED_CONFIG_NAMES  # here, not at the top: checkpoints imports this module
 
-    return set(_weights_only_unpickler._get_allowed_globals()) | set(ALLOWED_CONFIG_NAMES)
+    return frozenset(_weights_only_unpickler._get_allowed_globals()) | frozenset(ALLOWED_CONFIG_NAMES)
 
 
 # Plain value types rebuilt as themselves: pure constructors, no code of the file runs.
@@ -117,7 +119,7 @@ _REAL = {"collections.OrderedDict": collections.OrderedDict, "collections.Counte
 
 
 class _MetaUnpickler(pickle.Unpickler):
-    def __init__(self, file: Any, archive: _Archive, prefix: str, allowed: set[str]) -> None:
+    def __init__(self, file: Any, archive: _Archive, prefix: str, allowed: frozenset[str]) -> None:
         super().__init__(file)
         self.archive, self.prefix, self.allowed = archive, prefix, allowed
 

@@ -123,13 +123,12 @@ class _AdoptedProcess:
         if self.alive():
             os.kill(self.pid, sig)
 
-    def wait(self, timeout: float | None = None) -> int:
+    def wait(self, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.alive():
             if deadline is not None and time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
             time.sleep(0.2)
-        return 0
 
 
 @dataclass
