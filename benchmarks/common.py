@@ -389,11 +389,12 @@ class Measured:
 
 def run_measured(cmd: Sequence[str], *, until: Callable[[], bool] | None = None, timeout: float = 3600,
                  strace_log: Path | None = None, watch_path: Path | None = None, cwd: Path = ROOT,
-                 poll_s: float = 0.05) -> Measured:
+                 poll_s: float = 0.05, env: dict[str, str] | None = None) -> Measured:
     """Run `cmd` in a new session, sampling its /proc files until it exits, or until `until()` is true (then it is
     killed with SIGKILL, after a last sample). With `strace_log`, read-family calls and mmaps are logged with file
     names (`strace -y`, seccomp filtered, so other calls run untraced); with `watch_path`, the resident size of
-    each mapping of that file is tracked (every 0.5 s and at the stop: how much of it was read through mmap)."""
+    each mapping of that file is tracked (every 0.5 s and at the stop: how much of it was read through mmap).
+    `env`: variables set on top of bench_env()."""
     cmd = list(cmd)
     full = cmd
     if strace_log is not None:
@@ -403,8 +404,8 @@ def run_measured(cmd: Sequence[str], *, until: Callable[[], bool] | None = None,
     stopped, rusage, status = False, None, 0
     with tempfile.TemporaryFile() as out_file:
         started_at, t0 = time.time(), time.perf_counter()
-        proc = subprocess.Popen(full, cwd=cwd, env=bench_env(), stdout=out_file, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(full, cwd=cwd, env={**bench_env(), **(env or {})}, stdout=out_file,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         try:
             while True:
                 target = _traced_child(proc.pid) if strace_log is not None else proc.pid
@@ -614,6 +615,8 @@ def fmt(value: float, unit: str) -> str:
         return f"{value:.0f} MB" if value >= 10 else f"{value:.1f} MB"
     if unit == "GB":
         return f"{value:.2f} GB"
+    if unit == "x":
+        return f"{value:.3f}x"
     return f"{value:.3g} {unit}"
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def recipe_config(base: Path, dataset: str, out: str, *, epochs: int, batch_size: int, save_step: int, lr: float,
-                  xtts_checkpoint: str = "", run_name: str = "coqui_recipe"):
+                  xtts_checkpoint: str = "", run_name: str = "coqui_recipe", print_step: int = 25):
     """The plain recipe's GPTTrainerConfig on `base` (its dimensions from config.json) and a coqui-format dataset.
     `xtts_checkpoint`: a file GPTTrainer loads whole at construction (what the seed's resume did)."""
     from TTS.config.shared_configs import BaseDatasetConfig
@@ -30,7 +30,7 @@ def recipe_config(base: Path, dataset: str, out: str, *, epochs: int, batch_size
         epochs=epochs, output_path=out, model_args=gpt_args, run_name=run_name, project_name="recipe",
         dashboard_logger="tensorboard", audio=XttsAudioConfig(sample_rate=22050, dvae_sample_rate=22050,
                                                               output_sample_rate=24000),
-        batch_size=batch_size, eval_batch_size=batch_size, num_loader_workers=0, print_step=25,
+        batch_size=batch_size, eval_batch_size=batch_size, num_loader_workers=0, print_step=print_step,
         plot_step=1, log_model_step=10**12, save_step=save_step, save_n_checkpoints=1, save_checkpoints=True,
         print_eval=False, optimizer="AdamW", optimizer_wd_only_on_weights=True,
         optimizer_params={"betas": [0.9, 0.96], "eps": 1e-8, "weight_decay": 1e-2}, lr=lr,
@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--grad_accum", type=int, default=1)
     parser.add_argument("--save_step", type=int, default=2)
     parser.add_argument("--lr", type=float, default=5e-6)
+    parser.add_argument("--print_step", type=int, default=25)
     args = parser.parse_args()
 
     from trainer import Trainer, TrainerArgs
@@ -59,7 +60,7 @@ def main() -> None:
     from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTTrainer
 
     config = recipe_config(Path(args.base), args.dataset, args.out, epochs=args.epochs, batch_size=args.batch_size,
-                           save_step=args.save_step, lr=args.lr)
+                           save_step=args.save_step, lr=args.lr, print_step=args.print_step)
     train_samples, eval_samples = load_tts_samples(config, eval_split=True)
     model = GPTTrainer.init_from_config(config)
     trainer = Trainer(TrainerArgs(restore_path=None, grad_accum_steps=args.grad_accum), config,

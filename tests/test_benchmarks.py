@@ -87,7 +87,22 @@ def test_bench_resume_startup(bench_cache, tmp_path):
 @pytest.mark.slow
 def test_bench_train_loop(bench_cache, tmp_path):
     _, rows = run_bench("bench_train_loop", bench_cache, tmp_path, "--repeats", "1", "--updates", "6")
-    assert [r.measurement for r in rows] == ["training loop: time per update"]
+    total, relative = rows
+    assert total.measurement == "training loop: time per update" and total.baseline > 0, total
+    # An update is the model's work plus the loop around it: more than the work alone, and not several times it.
+    assert relative.measurement == "training loop: time per update / the model's work in that run", relative
+    assert 1 < relative.ours < 2 and 1 < relative.baseline < 2, relative
+
+
+def test_ratio_interval_tells_a_real_difference_from_noise():
+    """The loop benchmark's noise: runs that scatter widely give an interval that reaches 1, two tight groups of
+    runs 5% apart give a tight interval around 0.95 that does not."""
+    from benchmarks.bench_train_loop import ratio_interval
+
+    low, high = ratio_interval([0.40, 0.52, 0.44, 0.47], [0.49, 0.41, 0.46, 0.43])
+    assert low < 0.95 and high > 1.05, (low, high)
+    low, high = ratio_interval([0.400, 0.401, 0.399, 0.402, 0.400, 0.401], [0.420, 0.421, 0.419, 0.422, 0.420, 0.421])
+    assert 0.94 < low <= high < 0.96, (low, high)
 
 
 @pytest.mark.slow

@@ -246,3 +246,11 @@ def test_cli_refuses_a_bad_checkpoint_with_one_sentence(tiny_base, tiny_dataset,
 def test_cli_refuses_bad_option_before_loading_anything(tiny_base, tiny_dataset, tmp_path):
     proc = run_cli(tiny_base, tiny_dataset, tmp_path / "out", "--batch_size", "0")
     assert proc.returncode != 0 and "--batch_size" in proc.stderr
+
+
+def test_print_step_must_be_positive():
+    from utils.options import TrainOptions
+
+    opts = TrainOptions(train_csv="t.csv", eval_csv="e.csv", output_path="out", print_step=0)
+    with pytest.raises(ValueError, match="--print_step must be at least 1"):
+        opts.validate()

@@ -212,7 +212,7 @@ def build_config(opts: TrainOptions, base, vocab: Path, run_dir: Path):
         epochs=opts.num_epochs, output_path=str(run_dir), model_args=model_args, run_name=opts.run_name,
         project_name="xtts_ft", dashboard_logger="tensorboard", audio=audio, languages=languages,
         batch_size=opts.batch_size, eval_batch_size=opts.batch_size, num_loader_workers=opts.num_workers,
-        num_eval_loader_workers=opts.num_workers, print_step=1 if opts.debug else 25, plot_step=1,
+        num_eval_loader_workers=opts.num_workers, print_step=1 if opts.debug else opts.print_step, plot_step=1,
         log_model_step=10**12, save_step=10**12, save_checkpoints=False, save_n_checkpoints=opts.keep_checkpoints,
         save_best_after=0, print_eval=False, optimizer="AdamW", optimizer_wd_only_on_weights=True,
         optimizer_params={"betas": [0.9, 0.96], "eps": 1e-8, "weight_decay": 1e-2}, lr=opts.lr,

@@ -45,6 +45,9 @@ class TrainOptions:
     max_audio_length: float = field(default=11.0, metadata=opt("longest training clip in seconds"))
     keep_checkpoints: int = field(default=2, metadata=opt("newest checkpoints to keep (the best is kept besides)"))
     mixed_precision: bool = field(default=False, metadata=opt("fp16/bf16 training on a GPU"))
+    print_step: int = field(
+        default=25, metadata=opt("print training stats every N batches (--debug: every batch)", ui=False)
+    )
     debug: bool = field(default=False, metadata=opt("show tracebacks and the trainer's debug output", ui=False))
     run_name: str = field(default="GPT_XTTS_FT", metadata=opt("prefix of new run folder names", ui=False))
     progress_jsonl: str | None = field(
@@ -56,7 +59,7 @@ class TrainOptions:
         for name in ("train_csv", "eval_csv", "output_path"):
             if not getattr(self, name):
                 raise ValueError(f"--{name} is required.")
-        positive = ("num_epochs", "batch_size", "grad_accum", "save_step", "keep_checkpoints")
+        positive = ("num_epochs", "batch_size", "grad_accum", "save_step", "keep_checkpoints", "print_step")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}.")
