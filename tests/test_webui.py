@@ -8,6 +8,7 @@ Screenshots of every tab and of the run go to test-artifacts/webui/.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 import socket
@@ -333,6 +334,7 @@ def test_browser_picks_a_checkpoint_resumes_from_its_step_and_stops(idle, work, 
     problem = missing_browser()
     if problem:
         pytest.fail(problem)
+    from PIL import Image
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -344,6 +346,13 @@ def test_browser_picks_a_checkpoint_resumes_from_its_step_and_stops(idle, work, 
         open_tab(page, "Train")
         progress = page.locator("#train-progress")
         expect(progress).to_have_attribute("data-state", re.compile("idle|stopped|finished"), timeout=60_000)
+        # Refresh list is a small button beside the picker, not a grey block as tall as the picker: below the
+        # button, level with the picker's bottom, the page shows its own background
+        refresh, picker = (page.locator(s).bounding_box() for s in ("#refresh-checkpoints", "#checkpoint-picker"))
+        assert refresh["height"] < picker["height"] / 2 and refresh["x"] >= picker["x"] + picker["width"]
+        shot = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+        level = int(picker["y"] + picker["height"] - 10)
+        assert shot.getpixel((int(refresh["x"] + refresh["width"] / 2), level)) == shot.getpixel((5, level))
         page.locator("#checkpoint-picker input").click()
         page.get_by_role("option", name=re.compile(r"^checkpoint_4\.pth \(run\/training\/reference\)")).click()
         expect(page.locator("#start-plan")).to_contain_text("Resume checkpoint_4.pth: step 4", timeout=30_000)

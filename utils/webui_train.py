@@ -68,16 +68,15 @@ def build(ctx: WebUIContext) -> TrainTab:
             base_dir = gr.Textbox(str(ctx.config.base_dir), label="Base model folder", scale=3, elem_id="base-dir",
                                   info="model.pth, config.json, vocab.json, dvae.pth, mel_stats.pth; the download "
                                        "goes here too")
-        with gr.Group():
-            with gr.Row():
-                picker = gr.Dropdown([BASE_CHOICE], value="", label="Start from / Resume from checkpoint", scale=5,
-                                     elem_id="checkpoint-picker", info="every checkpoint under the output folder: "
-                                     "step, epoch, eval loss, date, size, and what choosing it does")
-                refresh = gr.Button("Refresh list", size="sm", scale=0, min_width=120, elem_id="refresh-checkpoints")
-            with gr.Row(equal_height=True):
-                path_box = gr.Textbox(label="Or a checkpoint elsewhere (path)", scale=3, elem_id="checkpoint-path")
-                restart = gr.Checkbox(label="Start over from these weights (fresh optimizer, step 0)",
-                                      elem_id="restart")
+        with gr.Row(equal_height=False):  # a small button beside the picker, not a block as tall as it
+            picker = gr.Dropdown([BASE_CHOICE], value="", label="Start from / Resume from checkpoint", scale=5,
+                                 elem_id="checkpoint-picker", info="every checkpoint under the output folder: "
+                                 "step, epoch, eval loss, date, size, and what choosing it does")
+            refresh = gr.Button("Refresh list", size="sm", scale=0, min_width=120, elem_id="refresh-checkpoints")
+        with gr.Group(), gr.Row(equal_height=True):
+            path_box = gr.Textbox(label="Or a checkpoint elsewhere (path)", scale=3, elem_id="checkpoint-path")
+            restart = gr.Checkbox(label="Start over from these weights (fresh optimizer, step 0)",
+                                  elem_id="restart")
         plan = gr.Markdown(elem_id="start-plan")
         widgets: dict[str, Any] = {}
         with gr.Row():
