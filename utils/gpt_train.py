@@ -31,6 +31,7 @@ from utils.checkpoints import CheckpointInfo, classify_checkpoint
 from utils.formatter import SAMPLE_RATE, XTTS_MAX_TEXT_TOKENS
 from utils.manifest import data_manifest, describe_changes
 from utils.options import TrainOptions, add_options, options_from_namespace
+from utils.procinfo import process_started_at
 
 logger = logging.getLogger("xtts_ft")
 RUN_RECORD = "run.json"  # in each run folder: where it came from and every start
@@ -64,16 +65,36 @@ class StartPlan:
 
 @dataclass
 class Distributed:
-    """The arguments `python -m trainer.distribute` appends: each GPU's process runs this CLI with its rank.
+    """Which process of a multi-GPU launch this is. `python -m trainer.distribute` appends --rank, --group_id and
+    --use_ddp to the command; torchrun sets RANK, WORLD_SIZE and TORCHELASTIC_RUN_ID in the environment instead.
     Rank 0 alone writes (run folder records, checkpoints, progress); all ranks restore the same state."""
 
     rank: int = 0
     group_id: str = ""
     use_ddp: bool = False
+    world_size: int | None = None  # torchrun: the processes it started (trainer.distribute: one per visible GPU)
 
     @property
     def writes(self) -> bool:
         return self.rank == 0
+
+    @classmethod
+    def from_launch(cls, rank: int, group_id: str, use_ddp: str, environ: dict[str, str] | None = None
+                    ) -> Distributed:
+        """From trainer.distribute's arguments when it passed them, else from torchrun's environment."""
+        env = os.environ if environ is None else environ
+        if str(use_ddp).lower() == "true" or "TORCHELASTIC_RUN_ID" not in env:
+            return cls(rank=rank, group_id=group_id, use_ddp=str(use_ddp).lower() == "true")
+        world, local_world = int(env["WORLD_SIZE"]), int(env.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"]))
+        if local_world != world:
+            raise RunError(f"torchrun started {world} processes on several machines ({local_world} here): training "
+                           f"across machines is not supported (coqui's trainer uses the global rank as the GPU "
+                           f"index). Run torchrun on one machine, with --nproc_per_node set to its GPUs.")
+        # Every rank is a child of the same torchrun agent: its start names the launch alike in all of them.
+        agent = os.getppid()
+        started = process_started_at(agent) or datetime.datetime.now()
+        return cls(rank=int(env["RANK"]), group_id=f"group_{started:%Y_%m_%d-%H%M%S}-{agent}", use_ddp=world > 1,
+                   world_size=world)
 
 
 @dataclass
@@ -335,6 +356,8 @@ def run_training(opts, base, plan: StartPlan, on_event, stop_requested, dist: Di
     train_samples = read_samples(opts.train_csv, opts.language)
     eval_samples = read_samples(opts.eval_csv, opts.language)
     config = build_config(opts, base, plan.vocab_path, plan.run_dir)
+    if dist.world_size is not None:
+        config.distributed_url = "env://"  # torchrun's MASTER_ADDR and MASTER_PORT
     model = build_model(config, plan.vocab_path)
     data = load_start_state(model, plan)
     if dist.writes:
@@ -352,7 +375,8 @@ def run_training(opts, base, plan: StartPlan, on_event, stop_requested, dist: Di
     args = TrainerArgs(continue_path=str(plan.run_dir), restore_path=None, grad_accum_steps=opts.grad_accum,
                        rank=dist.rank, group_id=dist.group_id, use_ddp=dist.use_ddp)
     trainer = RunTrainer(args, config, output_path=str(plan.run_dir), model=model, train_samples=train_samples,
-                         eval_samples=eval_samples, parse_command_line_args=False, control=control)
+                         eval_samples=eval_samples, parse_command_line_args=False, control=control,
+                         world_size=dist.world_size)
     trainer.build_train_dataset()
     start_step = 0
     if plan.mode == "resume":
@@ -483,8 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = StopFlag()
     stop.install()
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over a file-size limit: an OSError to report, not a crash
-    dist = Distributed(rank=args.rank, group_id=args.group_id, use_ddp=str(args.use_ddp).lower() == "true")
     try:
+        dist = Distributed.from_launch(args.rank, args.group_id, args.use_ddp)
         train_gpt(opts, stop_requested=stop, dist=dist)
     except (ValueError, OSError) as e:
         if opts.debug:

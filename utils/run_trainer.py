@@ -117,8 +117,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 class RunTrainer(Trainer):
     """coqui's Trainer writing into a run folder we chose, with exact stop/resume (see module docstring)."""
 
-    def __init__(self, *args: Any, control: RunControl, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, control: RunControl, world_size: int | None = None, **kwargs: Any) -> None:
         self.control = control
+        self.world_size = world_size  # set under torchrun: coqui would count the visible GPUs instead
         self.updates = 0  # optimizer updates applied in total
         self.epoch_batch = 0  # batches of the current epoch already trained
         self.resume_batch = 0  # where the first epoch after a resume starts
@@ -131,6 +132,14 @@ class RunTrainer(Trainer):
         super().__init__(*args, **kwargs)
 
     # --- setup -------------------------------------------------------------------------------------------
+    def setup_training_environment(self, args, config, gpu):
+        """coqui takes the number of visible GPUs as the number of processes; under torchrun it is the number
+        torchrun started (fewer processes than GPUs would otherwise wait forever for the missing ones)."""
+        use_cuda, num_gpus = super().setup_training_environment(args=args, config=config, gpu=gpu)
+        if use_cuda and self.world_size is not None:
+            num_gpus = self.world_size
+        return use_cuda, num_gpus
+
     def init_training(self, args, coqpit_overrides, config=None):
         """coqui reads config.json of `continue_path` over ours and picks the folder's latest checkpoint; we
         use continue_path only to name the run folder, and restore from the exact file ourselves."""

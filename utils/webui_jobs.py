@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.options import TrainOptions
+from utils.procinfo import process_start_ticks
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = ROOT / "utils" / "gpt_train.py"
@@ -93,17 +94,6 @@ class _Progress:
             self.checkpoint = event.get("path") or self.checkpoint
 
 
-def _process_start_ticks(pid: int) -> int | None:
-    """When process `pid` started (clock ticks after boot, /proc/<pid>/stat field 22): tells a reused pid apart.
-    None if there is no such live process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) ": state is field 3, starttime field 22
-    return None if fields[0] in ("Z", "X") else int(fields[19])
-
-
 class _AdoptedProcess:
     """A training process an earlier WebUI started, watched by pid. Its exit status is not ours to collect: an
     `end` event in its progress means it exited 0 (the CLI writes it last), none means it failed."""
@@ -112,7 +102,7 @@ class _AdoptedProcess:
         self.pid, self.start_ticks, self.progress = pid, start_ticks, progress
 
     def alive(self) -> bool:
-        return _process_start_ticks(self.pid) == self.start_ticks
+        return process_start_ticks(self.pid) == self.start_ticks
 
     def poll(self) -> int | None:
         if self.alive():
@@ -215,7 +205,7 @@ class TrainingJobs:
                     pid, ticks = int(info["pid"]), int(info["start_ticks"])
                 except (OSError, ValueError, KeyError, TypeError):
                     continue  # a record being written or not ours: the next one
-                if _process_start_ticks(pid) != ticks:
+                if process_start_ticks(pid) != ticks:
                     continue
                 progress = _Progress()
                 job = _Job(_AdoptedProcess(pid, ticks, progress), list(info["argv"]), Path(info["progress"]),
@@ -245,7 +235,7 @@ class TrainingJobs:
             proc = subprocess.Popen(argv, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, env=env)
         job = _Job(proc, argv, progress_path, log_path, time.time())
-        record = {"pid": proc.pid, "start_ticks": _process_start_ticks(proc.pid), "argv": argv,
+        record = {"pid": proc.pid, "start_ticks": process_start_ticks(proc.pid), "argv": argv,
                   "progress": str(progress_path), "log": str(log_path), "started": job.started}
         tmp = folder / f"{stem}.json.tmp"
         tmp.write_text(json.dumps(record, indent=1))
