@@ -41,8 +41,8 @@ from benchmarks import common
 
 TIMED_RUN = Path(__file__).resolve().parent / "timed_run.py"
 TARGET = 0.02
-# On this 2-core VM a second torch thread bought no speed, and a two-thread op waits for the slower core whenever
-# the system takes one: one thread each leaves a core to the system and to the sampler, and the noise is lower.
+# One torch thread in both arms leaves the second core of a 2-core machine to the system and to the sampler, so
+# that a two-thread op does not wait for whichever core the system takes (trial runs were no slower per update).
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 WARMUP_GAPS = 2
 BATCH = 2

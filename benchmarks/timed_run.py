@@ -22,21 +22,22 @@ def main() -> None:
 
     format_batch, train_step = Trainer.format_batch, Trainer.train_step
     times: list[float] = []
-    in_train_step = [False]  # eval batches are formatted too, but are not part of an update
+    in_train_step = False  # eval batches are formatted too, but are not part of an update
 
     def timed_format_batch(self, batch):
         start = time.time()
         result = format_batch(self, batch)
-        if in_train_step[0]:
+        if in_train_step:
             times.append(time.time() - start)
         return result
 
     def flagged_train_step(self, *args, **kwargs):
-        in_train_step[0] = True
+        nonlocal in_train_step
+        in_train_step = True
         try:
             return train_step(self, *args, **kwargs)
         finally:
-            in_train_step[0] = False
+            in_train_step = False
 
     Trainer.format_batch, Trainer.train_step = timed_format_batch, flagged_train_step
     atexit.register(lambda: Path(times_file).write_text(json.dumps(times)))
