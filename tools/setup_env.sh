@@ -21,6 +21,20 @@ if ! ldconfig -p | grep -q 'libavformat\.so'; then
   fi
 fi
 
+# The tests of the voice-quality scorers (tests/speech.py) speak known sentences with espeak-ng; sox mixes audio.
+speech_tools=""
+command -v espeak-ng >/dev/null || speech_tools="$speech_tools espeak-ng"
+command -v sox >/dev/null || speech_tools="$speech_tools sox"
+if [ -n "$speech_tools" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "Installing$speech_tools from Debian (speech for the tests)."
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $speech_tools >/dev/null
+  else
+    echo "Not installed:$speech_tools (the tests speak with espeak-ng and sox): on Debian/Ubuntu run sudo apt-get install espeak-ng sox, then make setup again." >&2
+  fi
+fi
+
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # torch first and alone: a plain `pip install torch` elsewhere may pull a multi-GB CUDA build.
@@ -32,6 +46,10 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
   fi
 fi
 "${pip[@]}" install -r requirements.txt
+# resemblyzer (the speaker encoder of utils/quality) without its declared dependencies: it asks for webrtcvad, a
+# source package that needs a C compiler (webrtcvad-wheels in requirements.txt provides the same module), and
+# for the `typing` backport, which must not shadow Python 3.11's own. Its real needs are in requirements.txt.
+"${pip[@]}" install --no-deps resemblyzer==0.1.4
 .venv/bin/python tools/drop_torchaudio_extension.py
 .venv/bin/python -c "import TTS.tts.models.xtts, trainer, gradio" 
 echo "Environment ready: .venv/"
