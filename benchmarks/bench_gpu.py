@@ -1,4 +1,4 @@
-"""Issue 7 on a GPU: full-size XTTS-v2 training speed and memory, our CLI versus the bare coqui recipe, and resume
+"""On a GPU: full-size XTTS-v2 training speed and memory, our CLI versus the bare coqui recipe, and resume
 start-up time; with two cheap extras on the tiny test bed (a mixed-precision run, and resume parity).
 
 Training (`--size full`: the work space's XTTS-v2-shaped base, GPT 30 layers x 1024, random weights): our CLI
@@ -46,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,13 +68,14 @@ EXTRA_STEPS = 4
 class Budget:
     """Seconds left of `--budget`, and whether the next runs of a kind still fit (judged by the slowest so far)."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds = seconds
-        self.started = time.monotonic()
+        self.clock = clock
+        self.started = clock()
         self.taken: dict[str, list[float]] = {k: [] for k in GUESS_S}
 
     def left(self) -> float:
-        return self.seconds - (time.monotonic() - self.started)
+        return self.seconds - (self.clock() - self.started)
 
     def estimate(self, kind: str) -> float:
         return max(self.taken[kind]) if self.taken[kind] else GUESS_S[kind]

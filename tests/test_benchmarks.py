@@ -80,7 +80,7 @@ def test_bench_resume_startup(bench_cache, tmp_path):
     assert common.have_strace(), "strace is missing: run `bash tools/install_browser.sh` (make test does)"
     read = named["resume: bytes read from the checkpoint"]
     size = (bench_cache / "tiny" / "checkpoints" / common.CHECKPOINT_NAME).stat().st_size / common.GB
-    assert read.baseline > 1.9 * size  # the seed's way reads the file twice
+    assert read.baseline > 1.9 * size  # the baseline loads the file whole at construction, then again to restore
     assert named["resume: command to first update"].ours > 0
 
 
@@ -89,9 +89,9 @@ def test_bench_train_loop(bench_cache, tmp_path):
     _, rows = run_bench("bench_train_loop", bench_cache, tmp_path, "--repeats", "1", "--updates", "6")
     total, relative = rows
     assert total.measurement == "training loop: time per update" and total.baseline > 0, total
-    # An update is the model's work plus the loop around it: more than the work alone, and not several times it.
+    # An update is the model's work plus the loop around it; how much more is for the benchmark to show, not a test.
     assert relative.measurement == "training loop: time per update / the model's work in that run", relative
-    assert 1 < relative.ours < 2 and 1 < relative.baseline < 2, relative
+    assert relative.ours > 1 and relative.baseline > 1, relative
 
 
 def test_ratio_interval_tells_a_real_difference_from_noise():
@@ -159,12 +159,17 @@ esac
 def test_gpu_budget_skips_what_no_longer_fits():
     from benchmarks import bench_gpu
 
-    budget = bench_gpu.Budget(100)
+    now = [0.0]
+    budget = bench_gpu.Budget(100, clock=lambda: now[0])
     assert budget.fits("train", 2, first=True)  # nothing timed yet: the first round is tried when 60 s are left
     assert not budget.fits("train", 2)  # the guess (2 x 80 s) does not fit in 100 s
     budget.record("train", 10)
     assert budget.fits("train", 2) and budget.estimate("train") == 10
-    assert 5 <= budget.timeout() <= 100
+    assert budget.timeout() == 100 - bench_gpu.RESERVE_S / 2
+    now[0] = 70.0  # 30 s left: two more 10 s runs no longer fit beside the reserve
+    assert budget.left() == 30 and not budget.fits("train", 2)
+    now[0] = 99.0
+    assert budget.timeout() == 5.0
 
 
 def test_run_all_prints_one_table_and_writes_results(bench_cache, tmp_path):
