@@ -1,4 +1,4 @@
-"""Item 4: checkpoint write — our atomic save versus a plain `torch.save` of the same state (what coqui's
+"""Checkpoint write — our atomic save versus a plain `torch.save` of the same state (what coqui's
 trainer does: no fsync, no rename).
 
 Our training saves with `CheckpointWriter`: the state is serialised to <name>.tmp while training waits, then
@@ -33,7 +33,7 @@ def write(arm: str, state: dict, path: Path) -> dict[str, float]:
     """Seconds until the call returned (and, for the background writer, until the file was durable)."""
     import torch
 
-    from utils.checkpoints import CheckpointWriter, save_atomic
+    from utils.checkpoints.write import CheckpointWriter, save_atomic
 
     started = time.perf_counter()
     times = {}

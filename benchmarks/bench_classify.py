@@ -1,6 +1,6 @@
-"""Item 1: inspect / classify a training checkpoint — `classify_checkpoint` versus a plain `torch.load`.
+"""Inspect / classify a training checkpoint — `classify_checkpoint` versus a plain `torch.load`.
 
-Each arm runs in a fresh process with torch, utils.checkpoints, utils.vocab and tokenizers already imported (as
+Each arm runs in a fresh process with torch, utils.checkpoints, utils.vocabulary and tokenizers already imported (as
 in the WebUI or the CLI, where they are imported anyway); what is measured is the call alone: its wall time,
 and the peak RSS it adds above the process's RSS before it. The call is made twice per process: the first
 includes what a first call costs (lazy imports; classify_checkpoint reads only the file's pickled structure and
@@ -29,8 +29,8 @@ def probe(argv: list[str]) -> None:
     import tokenizers  # noqa: F401  (imported before measuring, as in a running WebUI)
     import torch
 
-    import utils.vocab  # noqa: F401
-    from utils.checkpoints import classify_checkpoint
+    import utils.vocabulary.tokenizer  # noqa: F401
+    from utils.checkpoints.classify import classify_checkpoint
 
     if arm == "ours":
         info, m = common.measure_twice(lambda: classify_checkpoint(path, vocab))

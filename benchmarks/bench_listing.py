@@ -1,4 +1,4 @@
-"""Item 2: list a run folder of 10 training checkpoints as the WebUI picker does — `list_checkpoints` versus
+"""List a run folder of 10 training checkpoints as the WebUI picker does — `list_checkpoints` versus
 reading each file with a plain `torch.load` to learn its step and epoch.
 
 The 10 files are hard links of the work space's checkpoint (disk is limited; each is read as a separate path).
@@ -51,8 +51,8 @@ def probe(argv: list[str]) -> None:
     import tokenizers  # noqa: F401  (imported before measuring, as in a running WebUI)
     import torch  # noqa: F401
 
-    import utils.vocab  # noqa: F401
-    from utils.checkpoints import list_checkpoints
+    import utils.vocabulary.tokenizer  # noqa: F401
+    from utils.checkpoints.classify import list_checkpoints
 
     if arm == "ours":
         found, m = common.measure_twice(lambda: list_checkpoints(folder, vocab))

@@ -1,4 +1,4 @@
-"""Item 3: resume start-up — time from the command to the first training update, bytes read from the
+"""Resume start-up — time from the command to the first training update, bytes read from the
 checkpoint, and peak RSS, when resuming the work space's training checkpoint with our CLI; versus the seed's
 way (benchmarks/seed_resume.py: the file loaded whole as GPTArgs.xtts_checkpoint, then again by the coqui
 trainer's restore_path) and versus a fresh start of our CLI from the base model.

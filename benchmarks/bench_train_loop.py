@@ -1,6 +1,6 @@
-"""Item 5: training-loop overhead — steady-state time per update of our training (utils/gpt_train.py) versus a
+"""Training-loop overhead — steady-state time per update of our training (utils/gpt_train.py) versus a
 bare coqui recipe with the same settings (tests/coqui_recipe.py: no code of ours in the loop), on the tiny
-test bed whatever --size says (the issue measures the loop there; --size full only repeats it more).
+test bed whatever --size says (the loop's overhead is measured there; --size full only repeats it more).
 
 The dataset's clips all have one length (4 s) and one text, so every batch has the same shapes whichever clips
 each arm's sampler draws (the two arms draw differently): the difference measured is the loop's, not the data's.

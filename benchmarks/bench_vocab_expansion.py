@@ -1,4 +1,4 @@
-"""Item 6: vocabulary expansion — time to write the expanded base (`expand_base_checkpoint`: text embedding and
+"""Vocabulary expansion — time to write the expanded base (`expand_base_checkpoint`: text embedding and
 text head rows mapped by token string, new rows initialised, written atomically) for the work space's base
 model and a vocabulary extended by a few thousand tokens for a new language; versus the floor any expansion
 pays, reading the same base with a plain `torch.load` and writing it back with `torch.save`.
@@ -40,16 +40,17 @@ def probe(argv: list[str]) -> None:
     arm, model, vocab, new_vocab, out_dir, new_tokens = argv
     import torch
 
-    import utils.vocab as v
+    from utils.vocabulary.expand import expand_base_checkpoint
+    from utils.vocabulary.extend import extend_vocabulary
 
     out = Path(out_dir)
     if arm == "extend":
         texts = new_language_texts()
-        ext, m = common.measure_call(lambda: v.extend_vocabulary(vocab, texts, LANGUAGE, new_vocab,
+        ext, m = common.measure_call(lambda: extend_vocabulary(vocab, texts, LANGUAGE, new_vocab,
                                                                   max_new_tokens=int(new_tokens)))
         m["added"] = ext.new_text_tokens - ext.old_text_tokens
     elif arm == "expand":
-        _, m = common.measure_call(lambda: v.expand_base_checkpoint(model, vocab, new_vocab, out))
+        _, m = common.measure_call(lambda: expand_base_checkpoint(model, vocab, new_vocab, out))
     else:
         def copy() -> None:
             state = torch.load(model, map_location="cpu", weights_only=True)

@@ -146,7 +146,7 @@ def _build_base(ws: Workspace, log: Callable[[str], None]) -> None:
         testbed.build_base(ws.base_dir, released_format=False)
     else:
         build_full_base(ws.base_dir, log=log)
-    from utils.base_model import check_base_folder
+    from utils.base_model.folder import check_base_folder
 
     check_base_folder(ws.base_dir)  # the real check every training start runs
 
@@ -191,8 +191,8 @@ def build_full_base(folder: Path, *, seed: int = 0, log: Callable[[str], None] |
     from TTS.tts.models.xtts import Xtts
 
     from utils import testbed
-    from utils.base_model import DVAE_KWARGS
-    from utils.vocab import make_tokenizer
+    from utils.base_model.folder import DVAE_KWARGS
+    from utils.vocabulary.tokenizer import make_tokenizer
 
     log = log or _stderr
     folder = Path(folder)

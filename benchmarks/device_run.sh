@@ -68,7 +68,7 @@ import importlib.metadata as md, os, sys
 import torch, torchaudio, transformers, soundfile, TTS, trainer
 import TTS.tts.layers.xtts.trainer.gpt_trainer, TTS.tts.models.xtts
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-import utils.gpt_train, utils.run_trainer, benchmarks.bench_gpu
+import utils.gpt_train, utils.training.trainer, benchmarks.bench_gpu
 print("python", sys.version.split()[0], sys.executable)
 for name in ("torch", "torchaudio", "transformers", "tokenizers", "huggingface_hub", "numpy", "numba", "scipy",
              "librosa", "soundfile", "coqui-tts", "coqui-tts-trainer", "coqpit-config", "tensorboard"):

@@ -1,4 +1,4 @@
-"""Run every benchmark (issue 7, items 1-6) and print one table: measurement, ours, baseline, ratio, target, met?
+"""Run every benchmark and print one table: measurement, ours, baseline, ratio, target, met?
 
 Each script runs in its own process, one after another, and shares the work space cache (built on first use).
 With --results, the table is also written as Markdown with the date, the machine and the load it was under.

@@ -40,7 +40,7 @@ def train_options(base: Path, dataset: testbed.TinyDataset, output: Path, **over
 @pytest.fixture(scope="session")
 def train(tiny_base, tiny_dataset):
     """Run train_gpt in this process on the test bed: train(output, **option_overrides) -> TrainResult."""
-    from utils.gpt_train import train_gpt
+    from utils.training.run import train_gpt
 
     def run(output: Path, **overrides):
         return train_gpt(train_options(tiny_base, tiny_dataset, output, **overrides))

@@ -17,14 +17,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from utils import base_model as bm
-from utils.base_model import (
+from utils.base_model.download import LOCK_FILE, download_base_model, ensure_base_model
+from utils.base_model.folder import (
+    DEFAULT_BASE_URL,
+    DVAE_KWARGS,
     FLAG,
+    HUB_REVISION,
     REQUIRED_FILES,
     BaseModelError,
     check_base_folder,
-    download_base_model,
-    ensure_base_model,
+    default_base_dir,
+    expected_dvae_shapes,
 )
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -65,7 +68,7 @@ def small_dvae_state() -> dict[str, torch.Tensor]:
     """The state dict of a DVAE of another size than XTTS-v2's (what a wrong dvae.pth looks like)."""
     from TTS.tts.layers.xtts.dvae import DiscreteVAE
 
-    kwargs = {**bm.DVAE_KWARGS, "num_tokens": 256, "codebook_dim": 64, "hidden_dim": 64, "num_resnet_blocks": 1}
+    kwargs = {**DVAE_KWARGS, "num_tokens": 256, "codebook_dim": 64, "hidden_dim": 64, "num_resnet_blocks": 1}
     return DiscreteVAE(**kwargs).state_dict()
 
 
@@ -106,7 +109,7 @@ def test_released_model_pth_is_read_and_no_file_changes(tiny_base: Path):
 
 
 def test_check_leaves_the_global_rng_alone(tiny_base: Path):
-    bm.expected_dvae_shapes.cache_clear()  # force the DVAE to be built inside the check
+    expected_dvae_shapes.cache_clear()  # force the DVAE to be built inside the check
     torch.manual_seed(123)
     expected = torch.rand(4)
     torch.manual_seed(123)
@@ -146,14 +149,14 @@ def _write_dvae(folder: Path, kind: str) -> None:
     elif kind == "another size":
         torch.save(small_dvae_state(), path)
     elif kind == "a key missing":
-        state = {k: torch.zeros(s) for k, s in bm.expected_dvae_shapes().items()}
+        state = {k: torch.zeros(s) for k, s in expected_dvae_shapes().items()}
         state.pop(next(iter(state)))
         torch.save(state, path)
     elif kind == "an extra key":
-        state = {k: torch.zeros(s) for k, s in bm.expected_dvae_shapes().items()}
+        state = {k: torch.zeros(s) for k, s in expected_dvae_shapes().items()}
         torch.save({**state, "decoder.extra.weight": torch.zeros(1)}, path)
     elif kind == "wrapped in a dict":
-        torch.save({"model": {k: torch.zeros(s) for k, s in bm.expected_dvae_shapes().items()}}, path)
+        torch.save({"model": {k: torch.zeros(s) for k, s in expected_dvae_shapes().items()}}, path)
     elif kind == "a bare tensor":
         torch.save(torch.zeros(3), path)
 
@@ -254,11 +257,11 @@ def test_invalid_vocab_is_refused(base_copy):
 
 def test_default_dir_follows_the_environment(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("XTTS_BASE_DIR", str(tmp_path / "mine"))
-    assert bm.default_base_dir() == tmp_path / "mine"
+    assert default_base_dir() == tmp_path / "mine"
     monkeypatch.delenv("XTTS_BASE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert bm.default_base_dir() == tmp_path / "cache" / "xtts-finetune" / "XTTS-v2"
-    assert f"https://huggingface.co/coqui/XTTS-v2/resolve/{bm.HUB_REVISION}/" == bm.DEFAULT_BASE_URL
+    assert default_base_dir() == tmp_path / "cache" / "xtts-finetune" / "XTTS-v2"
+    assert f"https://huggingface.co/coqui/XTTS-v2/resolve/{HUB_REVISION}/" == DEFAULT_BASE_URL
 
 
 # ------------------------------------------------------------------------------------------- a local HTTP server
@@ -372,7 +375,7 @@ def stand_ins(seed: int = 0) -> dict[str, bytes]:
 
 
 def leftovers(folder: Path) -> set[str]:
-    return {p.name for p in folder.iterdir()} - {bm.LOCK_FILE}
+    return {p.name for p in folder.iterdir()} - {LOCK_FILE}
 
 
 # ----------------------------------------------------------------------------------------------------- downloads

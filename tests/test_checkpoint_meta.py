@@ -8,13 +8,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from utils import checkpoints as ck
-from utils.checkpoint_meta import ObjectRecord, TensorMeta
+from utils.checkpoints.classify import classify_checkpoint, info_from_state
+from utils.checkpoints.keys import (
+    ALLOWED_CONFIG_NAMES,
+    KEY_MODEL,
+    KEY_OPTIMIZER,
+    KEY_STEP,
+    KEY_VOCAB_SHA,
+    CheckpointError,
+)
+from utils.checkpoints.meta import ObjectRecord, TensorMeta
+from utils.checkpoints.read import _released_xtts_v2_globals, read_checkpoint, read_checkpoint_meta
 
 
 def _sources(tiny_base: Path, reference_run, coqui_recipe_checkpoint, tmp_path: Path) -> dict[str, Path]:
     plain = tmp_path / "coqui_layout_model.pth"  # what coqui itself writes: config as a dict, no optimizer
-    torch.save({"config": {"model": "xtts"}, "model": ck.read_checkpoint(tiny_base / "model.pth")["model"]}, plain)
+    torch.save({"config": {"model": "xtts"}, "model": read_checkpoint(tiny_base / "model.pth")["model"]}, plain)
     return {
         "released base (pickled XttsConfig, legacy module names)": tiny_base / "model.pth",
         "our training checkpoint": reference_run.run_dir / "checkpoint_6.pth",
@@ -27,45 +36,45 @@ def test_classify_agrees_with_a_full_load_for_every_kind_of_file(tiny_base, refe
                                                                  tmp_path):
     vocab = tiny_base / "vocab.json"
     for kind, path in _sources(tiny_base, reference_run, coqui_recipe_checkpoint, tmp_path).items():
-        full = ck.info_from_state(path, ck.read_checkpoint(path), vocab)
-        assert ck.classify_checkpoint(path, vocab) == full, kind
-    assert ck.classify_checkpoint(coqui_recipe_checkpoint[0]).step == coqui_recipe_checkpoint[1]
+        full = info_from_state(path, read_checkpoint(path), vocab)
+        assert classify_checkpoint(path, vocab) == full, kind
+    assert classify_checkpoint(coqui_recipe_checkpoint[0]).step == coqui_recipe_checkpoint[1]
 
 
 def test_every_tensor_is_described_with_its_real_shape_and_dtype(reference_run):
     path = reference_run.run_dir / "checkpoint_6.pth"
-    meta, full = ck.read_checkpoint_meta(path), ck.read_checkpoint(path)
-    assert meta[ck.KEY_MODEL].keys() == full[ck.KEY_MODEL].keys()
-    for key, tensor in full[ck.KEY_MODEL].items():
-        described = meta[ck.KEY_MODEL][key]
+    meta, full = read_checkpoint_meta(path), read_checkpoint(path)
+    assert meta[KEY_MODEL].keys() == full[KEY_MODEL].keys()
+    for key, tensor in full[KEY_MODEL].items():
+        described = meta[KEY_MODEL][key]
         assert isinstance(described, TensorMeta)
         assert (described.shape, described.dtype) == (tuple(tensor.shape), tensor.dtype), key
-    steps = [(s["step"], full[ck.KEY_OPTIMIZER][0]["state"][pid]["step"])
-             for pid, s in meta[ck.KEY_OPTIMIZER][0]["state"].items()]
+    steps = [(s["step"], full[KEY_OPTIMIZER][0]["state"][pid]["step"])
+             for pid, s in meta[KEY_OPTIMIZER][0]["state"].items()]
     assert steps and all(float(m) == float(t) == 6 for m, t in steps)
-    assert meta[ck.KEY_STEP] == 6 and meta[ck.KEY_VOCAB_SHA] == full[ck.KEY_VOCAB_SHA]
+    assert meta[KEY_STEP] == 6 and meta[KEY_VOCAB_SHA] == full[KEY_VOCAB_SHA]
 
 
 def test_pickled_configs_are_records_and_coqui_is_not_imported(tiny_base):
     import subprocess
     import sys
 
-    code = ("import sys; from utils.checkpoints import read_checkpoint_meta; "
+    code = ("import sys; from utils.checkpoints.read import read_checkpoint_meta; "
             f"d = read_checkpoint_meta({str(tiny_base / 'model.pth')!r}); "
             "print(type(d['config']).__name__, 'TTS' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent).stdout.split()
     assert out == ["XttsConfig", "False"]
-    config = ck.read_checkpoint_meta(tiny_base / "model.pth")["config"]
+    config = read_checkpoint_meta(tiny_base / "model.pth")["config"]
     assert isinstance(config, ObjectRecord) and config.state["model_args"].state["gpt_layers"] == 2
 
 
 def test_allowed_config_names_match_the_classes_a_full_load_allows():
     names = set()
-    for entry in ck._released_xtts_v2_globals():
+    for entry in _released_xtts_v2_globals():
         _cls, name = entry if isinstance(entry, tuple) else (entry, f"{entry.__module__}.{entry.__qualname__}")
         names.add(name)
-    assert names == set(ck.ALLOWED_CONFIG_NAMES)
+    assert names == set(ALLOWED_CONFIG_NAMES)
 
 
 class _Foreign:
@@ -86,17 +95,17 @@ class _RunsCode:
 @pytest.mark.parametrize("where", ["top", "nested in optimizer state"])
 def test_foreign_objects_are_refused_like_a_full_load_and_never_run(tiny_base, tmp_path, where):
     marker = tmp_path / "ran"
-    weights = ck.read_checkpoint(tiny_base / "model.pth")["model"]
+    weights = read_checkpoint(tiny_base / "model.pth")["model"]
     evil = {"step": _RunsCode(str(marker))}
     state = {"model": weights, "optimizer": [{"state": {0: evil}, "param_groups": []}], "x": _Foreign()}
     if where == "top":
         state = {"model": weights, "config": _RunsCode(str(marker))}
     path = tmp_path / "foreign.pth"
     torch.save(state, path)
-    with pytest.raises(ck.CheckpointError, match=r"foreign\.pth was refused") as meta_error:
-        ck.read_checkpoint_meta(path)
-    with pytest.raises(ck.CheckpointError, match=r"foreign\.pth was refused"):
-        ck.read_checkpoint(path)
+    with pytest.raises(CheckpointError, match=r"foreign\.pth was refused") as meta_error:
+        read_checkpoint_meta(path)
+    with pytest.raises(CheckpointError, match=r"foreign\.pth was refused"):
+        read_checkpoint(path)
     assert "posix.system" in str(meta_error.value) or "os.system" in str(meta_error.value)
     assert not marker.exists()
 
@@ -107,12 +116,12 @@ def test_a_zip_without_a_pickle_is_unreadable(tmp_path):
     path = tmp_path / "archive.pth"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("archive/version", "3\n")
-    with pytest.raises(ck.CheckpointError, match=r"archive\.pth is not a readable PyTorch file"):
-        ck.classify_checkpoint(path)
+    with pytest.raises(CheckpointError, match=r"archive\.pth is not a readable PyTorch file"):
+        classify_checkpoint(path)
 
 
 def test_legacy_non_zip_files_fall_back_to_a_full_load(tiny_base, tmp_path):
     path = tmp_path / "legacy.pth"
-    weights = ck.read_checkpoint(tiny_base / "model.pth")["model"]
+    weights = read_checkpoint(tiny_base / "model.pth")["model"]
     torch.save({"model": dict(weights)}, path, _use_new_zipfile_serialization=False)
-    assert ck.classify_checkpoint(path, tiny_base / "vocab.json").mode == "base"
+    assert classify_checkpoint(path, tiny_base / "vocab.json").mode == "base"

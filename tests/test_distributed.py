@@ -56,7 +56,7 @@ TORCHRUN_ENV = {"TORCHELASTIC_RUN_ID": "x", "RANK": "1", "WORLD_SIZE": "2", "LOC
 
 
 def test_launch_arguments_come_from_trainer_distribute_or_torchrun():
-    from utils.gpt_train import Distributed
+    from utils.training.distributed import Distributed
 
     plain = Distributed.from_launch(0, "", "false", environ={})
     assert (plain.rank, plain.use_ddp, plain.world_size) == (0, False, None)

@@ -1,4 +1,4 @@
-"""A resumed run is bit-for-bit the run that never stopped (issue 4): weights, every optimizer tensor, the
+"""A resumed run is bit-for-bit the run that never stopped: weights, every optimizer tensor, the
 scheduler, and the per-update loss and learning rate, compared with torch.equal / ==, never a tolerance."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import ROOT, assert_same_training_state, read_events
 
-from utils.checkpoints import classify_checkpoint, list_checkpoints
+from utils.checkpoints.classify import classify_checkpoint, list_checkpoints
 
 
 def ckpt(run_dir: Path, step: int) -> Path:

@@ -9,9 +9,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from utils.checkpoints import classify_checkpoint
-from utils.export import export_model, zip_export
-from utils.inference import load_voice, synthesize
+from utils.checkpoints.classify import classify_checkpoint
+from utils.voice.export import export_model, zip_export
+from utils.voice.inference import load_voice, synthesize
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Bad input and faults end well: one sentence naming the path or value, a non-zero exit, nothing lost (issue 8)."""
+"""Bad input and faults end well: one sentence naming the path or value, a non-zero exit, nothing lost."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, read_events
 
-from utils.gpt_train import RunError, check_disk_space
+from utils.errors import RunError
+from utils.training.run_folder import check_disk_space
 
 
 def cli(base, dataset, output, *extra: str, preexec=None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -109,7 +110,7 @@ def test_space_check_refuses_or_warns_before_training(tmp_path):
     with pytest.raises(RunError, match="Not enough disk space"):
         check_disk_space(tmp_path, 10 * 1024**3, keep=2, events=events.append, free_bytes=15 * 1024**3)
     check_disk_space(tmp_path, 10 * 1024**3, keep=2, events=events.append, free_bytes=30 * 1024**3)
-    assert len(events) == 1 and "Lower --keep_checkpoints" in events[0]["message"]
+    assert len(events) == 1 and "Lower --keep_checkpoints" in events[0].message
     check_disk_space(tmp_path, 10 * 1024**3, keep=2, events=events.append, free_bytes=50 * 1024**3)
     assert len(events) == 1
 
@@ -187,7 +188,8 @@ def test_background_writer_finishes_files_in_order_and_reports_a_failed_fsync(tm
 
     import torch
 
-    from utils.checkpoints import CheckpointWriteError, CheckpointWriter
+    from utils.checkpoints.keys import CheckpointWriteError
+    from utils.checkpoints.write import CheckpointWriter
 
     writer = CheckpointWriter()
     first, second = tmp_path / "checkpoint_1.pth", tmp_path / "checkpoint_2.pth"

@@ -17,9 +17,20 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from utils import formatter as fm
+from utils.data.cli import main
+from utils.data.clips import plan_clips
+from utils.data.errors import DatasetError
+from utils.data.folder import dataset_dir_for
+from utils.data.importers import import_dataset
+from utils.data.metadata import load_samples
+from utils.data.options import ImportOptions, PrepareOptions
+from utils.data.prepare import prepare_from_audio
+from utils.data.progress import Progress
+from utils.data.transcribe import Segment, Transcriber, Transcript, Word
+from utils.data.validate import validate_dataset
+from utils.fsio import file_sha256
 from utils.testbed import SENTENCES, build_vocab, synth_clip
-from utils.transcribe import Segment, Transcriber, Transcript, Word
+from utils.xtts import SAMPLE_RATE
 
 ROOT = Path(__file__).resolve().parent.parent
 ETHIOPIC = "ሰላም ለዓለም እንዴት ነህ"
@@ -37,11 +48,11 @@ class ScriptedTranscriber:
         self.calls: list[str] = []
 
     def register(self, path: Path, segments: list[Segment], duration: float) -> None:
-        self.scripts[fm.file_sha256(path)] = (segments, duration)
+        self.scripts[file_sha256(path)] = (segments, duration)
 
     def transcribe(self, path, language=None, *, on_progress=None) -> Transcript:
         self.calls.append(Path(path).name)
-        segments, duration = self.scripts[fm.file_sha256(Path(path))]
+        segments, duration = self.scripts[file_sha256(Path(path))]
         for seg in segments:
             if on_progress:
                 on_progress(seg.end)
@@ -111,7 +122,7 @@ def vocab(tmp_path_factory) -> Path:
     return path
 
 
-FAST = fm.PrepareOptions(language="en", min_clip_seconds=3.0, max_clip_seconds=11.0, seed=7)
+FAST = PrepareOptions(language="en", min_clip_seconds=3.0, max_clip_seconds=11.0, seed=7)
 
 
 # ----------------------------------------------------------------------------------------------- from recordings
@@ -123,9 +134,9 @@ def test_recordings_become_22khz_mono_clips_and_csvs(tmp_path, vocab):
     src.mkdir()
     stereo = recording(src, "interview.wav", SENTENCES[:4], t, seed=1, channels=2, rate=44100)
     flac = recording(src, "reading.flac", SENTENCES[4:7], t, seed=2, rate=16000)
-    events: list[fm.Progress] = []
+    events: list[Progress] = []
     out = tmp_path / "out"
-    summary = fm.prepare_from_audio([src], fm.dataset_dir_for(out), t, FAST, events.append)
+    summary = prepare_from_audio([src], dataset_dir_for(out), t, FAST, events.append)
 
     dataset = out / "dataset"
     assert summary.dataset_dir == dataset and summary.language == "en"
@@ -140,9 +151,9 @@ def test_recordings_become_22khz_mono_clips_and_csvs(tmp_path, vocab):
     for rel, _, speaker in rows:
         assert speaker == "coqui" and rel.startswith("wavs/") and not Path(rel).is_absolute()
         info = sf.info(dataset / rel)
-        assert (info.samplerate, info.channels, info.subtype) == (fm.SAMPLE_RATE, 1, "PCM_16")
+        assert (info.samplerate, info.channels, info.subtype) == (SAMPLE_RATE, 1, "PCM_16")
         assert 3.0 <= info.duration <= 11.0
-    report = fm.validate_dataset(dataset / "metadata_train.csv", vocab_path=vocab)
+    report = validate_dataset(dataset / "metadata_train.csv", vocab_path=vocab)
     assert report.ok and not report.warnings, report.format()
 
     assert events[0].files_done == 0 and events[-1].files_done == events[-1].files_total == 2
@@ -154,14 +165,14 @@ def test_recordings_become_22khz_mono_clips_and_csvs(tmp_path, vocab):
 def test_clip_audio_is_the_stretch_of_the_recording(tmp_path):
     """A clip holds the recording's samples between its words' times (plus padding), resampled."""
     t = ScriptedTranscriber()
-    rec = recording(tmp_path, "a.wav", SENTENCES[:2], t, seed=5, rate=fm.SAMPLE_RATE)
-    fm.prepare_from_audio([rec], tmp_path / "ds", t, FAST)
-    plans, _ = fm.plan_clips(Transcript("en", *t.scripts[fm.file_sha256(rec)]), duration=sf.info(rec).duration)
+    rec = recording(tmp_path, "a.wav", SENTENCES[:2], t, seed=5, rate=SAMPLE_RATE)
+    prepare_from_audio([rec], tmp_path / "ds", t, FAST)
+    plans, _ = plan_clips(Transcript("en", *t.scripts[file_sha256(rec)]), duration=sf.info(rec).duration)
     original, _ = sf.read(rec, dtype="float32")
     rows = read_rows(tmp_path / "ds" / "metadata_train.csv")[1:] + read_rows(tmp_path / "ds" / "metadata_eval.csv")[1:]
     first = next(r for r in rows if r[1] == SENTENCES[0])
     clip, _ = sf.read(tmp_path / "ds" / first[0], dtype="float32")
-    start = int(plans[0].start * fm.SAMPLE_RATE)
+    start = int(plans[0].start * SAMPLE_RATE)
     np.testing.assert_allclose(clip, original[start: start + len(clip)], atol=1e-4)
 
 
@@ -169,11 +180,11 @@ def test_clip_audio_is_the_stretch_of_the_recording(tmp_path):
 def test_compressed_recordings(tmp_path, suffix):
     t = ScriptedTranscriber()
     rec = recording(tmp_path, f"voice{suffix}", SENTENCES[:2], t, seed=9, channels=2, rate=44100)
-    summary = fm.prepare_from_audio([rec], tmp_path / "ds", t, FAST)
+    summary = prepare_from_audio([rec], tmp_path / "ds", t, FAST)
     assert summary.clips_added == 2
     for rel, _, _ in read_rows(tmp_path / "ds" / "metadata_train.csv")[1:]:
         info = sf.info(tmp_path / "ds" / rel)
-        assert (info.samplerate, info.channels) == (fm.SAMPLE_RATE, 1)
+        assert (info.samplerate, info.channels) == (SAMPLE_RATE, 1)
 
 
 def test_split_is_deterministic_for_a_seed(tmp_path):
@@ -181,8 +192,8 @@ def test_split_is_deterministic_for_a_seed(tmp_path):
     recs = [recording(tmp_path, f"r{i}.wav", SENTENCES[i * 3:(i + 1) * 3], t, seed=i, rate=22050) for i in range(4)]
 
     def eval_texts(folder: str, seed: int, order: list[Path]) -> set[str]:
-        opts = fm.PrepareOptions(language="en", seed=seed, eval_fraction=0.25)
-        fm.prepare_from_audio(order, tmp_path / folder, t, opts)
+        opts = PrepareOptions(language="en", seed=seed, eval_fraction=0.25)
+        prepare_from_audio(order, tmp_path / folder, t, opts)
         return {r[1] for r in read_rows(tmp_path / folder / "metadata_eval.csv")[1:]}
 
     first = eval_texts("a", 1, recs)
@@ -196,7 +207,7 @@ def test_adding_recordings_redoes_no_old_ones(tmp_path):
     a = recording(tmp_path, "a.wav", SENTENCES[:3], t, seed=1, rate=22050)
     b = recording(tmp_path, "b.ogg", SENTENCES[3:6], t, seed=2, rate=44100)
     ds = tmp_path / "ds"
-    fm.prepare_from_audio([a], ds, t, FAST)
+    prepare_from_audio([a], ds, t, FAST)
     before = {p.name: p.read_bytes() for p in (ds / "wavs").iterdir()}
     old_train = read_rows(ds / "metadata_train.csv")
     old_eval = read_rows(ds / "metadata_eval.csv")
@@ -207,7 +218,7 @@ def test_adding_recordings_redoes_no_old_ones(tmp_path):
     copy_of_a.write_bytes(a.read_bytes())
     copy_of_b = tmp_path / "again" / "b_copy.ogg"
     copy_of_b.write_bytes(b.read_bytes())
-    summary = fm.prepare_from_audio([a, copy_of_a, b, copy_of_b], ds, t, FAST)
+    summary = prepare_from_audio([a, copy_of_a, b, copy_of_b], ds, t, FAST)
     assert t.calls == ["b.ogg"]  # only the new recording was transcribed, and its copy not at all
     assert summary.files_skipped == [str(a.resolve()), str(copy_of_a.resolve()), str(copy_of_b.resolve())]
     assert summary.clips_added == 3 and summary.train_lines + summary.eval_lines == 6
@@ -216,7 +227,7 @@ def test_adding_recordings_redoes_no_old_ones(tmp_path):
     assert read_rows(ds / "metadata_eval.csv")[: len(old_eval)] == old_eval
 
     t.calls.clear()
-    fm.prepare_from_audio([a, b], ds, t, FAST)
+    prepare_from_audio([a, b], ds, t, FAST)
     assert t.calls == []
     manifest = json.loads((ds / "sources.json").read_text())["sources"]
     assert len(manifest) == 2 and all(len(v["clips"]) == 3 for v in manifest.values())
@@ -226,27 +237,27 @@ def test_language_is_detected_then_kept(tmp_path):
     t = ScriptedTranscriber(language="de")
     a = recording(tmp_path, "a.wav", SENTENCES[:2], t, seed=1, rate=22050)
     b = recording(tmp_path, "b.wav", SENTENCES[2:4], t, seed=2, rate=22050)
-    summary = fm.prepare_from_audio([a], tmp_path / "ds", t, fm.PrepareOptions())  # language: detect
+    summary = prepare_from_audio([a], tmp_path / "ds", t, PrepareOptions())  # language: detect
     assert summary.language == "de" and (tmp_path / "ds" / "lang.txt").read_text().strip() == "de"
-    with pytest.raises(fm.DatasetError, match=r"is in 'de'.*not 'en'.*another output folder"):
-        fm.prepare_from_audio([b], tmp_path / "ds", t, fm.PrepareOptions(language="en"))
+    with pytest.raises(DatasetError, match=r"is in 'de'.*not 'en'.*another output folder"):
+        prepare_from_audio([b], tmp_path / "ds", t, PrepareOptions(language="en"))
 
 
 def test_bad_inputs_and_options_are_named(tmp_path):
     t = ScriptedTranscriber()
-    with pytest.raises(fm.DatasetError, match=r"nowhere\.wav does not exist"):
-        fm.prepare_from_audio([tmp_path / "nowhere.wav"], tmp_path / "ds", t, FAST)
+    with pytest.raises(DatasetError, match=r"nowhere\.wav does not exist"):
+        prepare_from_audio([tmp_path / "nowhere.wav"], tmp_path / "ds", t, FAST)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(fm.DatasetError, match="No audio files"):
-        fm.prepare_from_audio([tmp_path / "empty"], tmp_path / "ds", t, FAST)
+    with pytest.raises(DatasetError, match="No audio files"):
+        prepare_from_audio([tmp_path / "empty"], tmp_path / "ds", t, FAST)
     broken = tmp_path / "broken.mp3"
     broken.write_text("this is not audio")
-    with pytest.raises(fm.DatasetError, match=r"broken\.mp3 cannot be read"):
-        fm.prepare_from_audio([broken], tmp_path / "ds", t, FAST)
+    with pytest.raises(DatasetError, match=r"broken\.mp3 cannot be read"):
+        prepare_from_audio([broken], tmp_path / "ds", t, FAST)
     for bad, name in (({"eval_fraction": 0.0}, "eval_fraction"), ({"max_clip_seconds": 2.0}, "max_clip_seconds"),
                       ({"speaker_name": "a|b"}, "speaker_name"), ({"language": "English"}, "language")):
         with pytest.raises(ValueError, match=name):
-            fm.prepare_from_audio([broken], tmp_path / "ds", t, fm.PrepareOptions(**bad))
+            prepare_from_audio([broken], tmp_path / "ds", t, PrepareOptions(**bad))
     assert not (tmp_path / "ds").exists()
 
 
@@ -256,7 +267,7 @@ def test_bad_inputs_and_options_are_named(tmp_path):
 def test_long_sentences_are_split_and_short_ones_joined():
     long_sentence = " ".join(SENTENCES[0].rstrip(".").split() * 3) + "."  # ~11.9 s of words
     segments, seconds = script([long_sentence, "yes.", "of course.", SENTENCES[1]])
-    clips, left_out = fm.plan_clips(Transcript("en", segments, seconds), min_seconds=3.0, max_seconds=11.0)
+    clips, left_out = plan_clips(Transcript("en", segments, seconds), min_seconds=3.0, max_seconds=11.0)
     assert not left_out
     assert all(3.0 <= c.seconds <= 11.0 for c in clips), [c.seconds for c in clips]
     assert len(clips) == 3
@@ -268,7 +279,7 @@ def test_long_sentences_are_split_and_short_ones_joined():
 
 def test_clip_edges_stay_between_words():
     segments, seconds = script(SENTENCES[:3], gap=0.05, pause=0.1)  # sentences close together
-    clips, _ = fm.plan_clips(Transcript("en", segments, seconds), padding_seconds=0.5)
+    clips, _ = plan_clips(Transcript("en", segments, seconds), padding_seconds=0.5)
     words = [w for s in segments for w in s.words]
     for clip in clips:
         inside = [w for w in words if w.start < clip.end and w.end > clip.start]
@@ -279,7 +290,7 @@ def test_clip_edges_stay_between_words():
 def test_segments_without_words_and_leftovers():
     segments = [Segment(0.5, 4.5, " A sentence without word times."), Segment(6.0, 6.8, "Hm."),
                 Segment(9.0, 22.0, "A run-on stretch without any word times at all.")]
-    clips, left_out = fm.plan_clips(Transcript("en", segments, 23.0))
+    clips, left_out = plan_clips(Transcript("en", segments, 23.0))
     assert [c.text for c in clips] == ["A sentence without word times. Hm."]
     assert len(left_out) == 1 and "longer than 11 s" in left_out[0]
 
@@ -302,7 +313,7 @@ def ljspeech(folder: Path, rate: int = 44100) -> Path:
 
 def test_import_ljspeech_copies_and_resamples(tmp_path, vocab):
     src = ljspeech(tmp_path / "LJSpeech-1.1")
-    summary = fm.import_dataset(src, tmp_path / "out" / "dataset", fm.ImportOptions(language="en", seed=3))
+    summary = import_dataset(src, tmp_path / "out" / "dataset", ImportOptions(language="en", seed=3))
     ds = tmp_path / "out" / "dataset"
     assert summary.clips_added == 7 and summary.train_lines == 6 and summary.eval_lines == 1
     assert any("line 8" in r and "outside 3-11 s" in r for r in summary.left_out)
@@ -311,21 +322,21 @@ def test_import_ljspeech_copies_and_resamples(tmp_path, vocab):
     assert {r[1] for r in rows} == set(SENTENCES[:7])  # the normalized column
     for rel, _, speaker in rows:
         assert rel.startswith("wavs/LJ001-") and speaker == "coqui"
-        assert sf.info(ds / rel).samplerate == fm.SAMPLE_RATE
-    assert fm.validate_dataset(ds, vocab_path=vocab).ok
+        assert sf.info(ds / rel).samplerate == SAMPLE_RATE
+    assert validate_dataset(ds, vocab_path=vocab).ok
 
-    again = fm.import_dataset(src, ds, fm.ImportOptions(language="en", seed=3))
+    again = import_dataset(src, ds, ImportOptions(language="en", seed=3))
     assert again.clips_added == 0 and len(again.files_skipped) == 7
     assert (again.train_lines, again.eval_lines) == (6, 1)
 
 
 def test_import_ljspeech_raw_text_in_place(tmp_path):
-    src = ljspeech(tmp_path / "lj", rate=fm.SAMPLE_RATE)
+    src = ljspeech(tmp_path / "lj", rate=SAMPLE_RATE)
     ds = tmp_path / "ds"
-    fm.import_dataset(src / "metadata.csv", ds, fm.ImportOptions(language="en", copy_audio=False,
+    import_dataset(src / "metadata.csv", ds, ImportOptions(language="en", copy_audio=False,
                                                                  ljspeech_text="raw", speaker_name="narrator"))
     assert not (ds / "wavs").exists()
-    samples = fm.load_samples(ds / "metadata_train.csv") + fm.load_samples(ds / "metadata_eval.csv")
+    samples = load_samples(ds / "metadata_train.csv") + load_samples(ds / "metadata_eval.csv")
     texts = {s["text"] for s in samples}
     assert '"The quick brown fox jumps over the lazy dog." said Dr. Smith' in texts  # quotes kept as written
     for s in samples:
@@ -334,26 +345,26 @@ def test_import_ljspeech_raw_text_in_place(tmp_path):
 
 def test_import_coqui_keeps_its_split(tmp_path, tiny_dataset, vocab):
     ds = tmp_path / "ds"
-    summary = fm.import_dataset(tiny_dataset.folder, ds)
+    summary = import_dataset(tiny_dataset.folder, ds)
     assert summary.language == "en"  # from the source's lang.txt
     assert (summary.train_lines, summary.eval_lines) == (8, 2)
     source_eval = {r[1] for r in read_rows(tiny_dataset.eval_csv)[1:]}
     assert {r[1] for r in read_rows(ds / "metadata_eval.csv")[1:]} == source_eval
-    assert fm.validate_dataset(ds, vocab_path=vocab).ok
+    assert validate_dataset(ds, vocab_path=vocab).ok
     # one CSV alone is split by the seed
-    single = fm.import_dataset(tiny_dataset.train_csv, tmp_path / "single", fm.ImportOptions(eval_fraction=0.25))
+    single = import_dataset(tiny_dataset.train_csv, tmp_path / "single", ImportOptions(eval_fraction=0.25))
     assert (single.train_lines, single.eval_lines) == (6, 2)
 
 
 def test_import_refuses_unknown_sources(tmp_path):
-    with pytest.raises(fm.DatasetError, match="does not exist"):
-        fm.import_dataset(tmp_path / "nothing", tmp_path / "ds")
+    with pytest.raises(DatasetError, match="does not exist"):
+        import_dataset(tmp_path / "nothing", tmp_path / "ds")
     (tmp_path / "folder").mkdir()
-    with pytest.raises(fm.DatasetError, match=r"neither metadata\.csv"):
-        fm.import_dataset(tmp_path / "folder", tmp_path / "ds")
+    with pytest.raises(DatasetError, match=r"neither metadata\.csv"):
+        import_dataset(tmp_path / "folder", tmp_path / "ds")
     src = ljspeech(tmp_path / "lj")
-    with pytest.raises(fm.DatasetError, match="pass --language"):
-        fm.import_dataset(src, tmp_path / "ds")
+    with pytest.raises(DatasetError, match="pass --language"):
+        import_dataset(src, tmp_path / "ds")
 
 
 # ----------------------------------------------------------------------------------------------- validation
@@ -366,7 +377,7 @@ def faulty(tmp_path_factory) -> Path:
     wavs = folder / "wavs"
     wavs.mkdir()
 
-    def clip(name: str, seconds: float, rate: int = fm.SAMPLE_RATE, channels: int = 1) -> str:
+    def clip(name: str, seconds: float, rate: int = SAMPLE_RATE, channels: int = 1) -> str:
         sf.write(wavs / name, synth_clip(seconds, seed=len(name), channels=channels, sample_rate=rate), rate)
         return f"wavs/{name}"
 
@@ -412,7 +423,7 @@ EXPECTED = [  # (severity, kind, csv, line, audio, words in the message)
 
 
 def test_validation_reports_each_fault_at_its_line(faulty, vocab):
-    report = fm.validate_dataset(faulty / "metadata_train.csv", faulty / "metadata_eval.csv", vocab_path=vocab)
+    report = validate_dataset(faulty / "metadata_train.csv", faulty / "metadata_eval.csv", vocab_path=vocab)
     found = {(i.severity, i.kind, Path(i.csv).name if i.csv else None, i.line, i.audio): i for i in report.issues}
     for severity, kind, csv_name, line, audio, words in EXPECTED:
         issue = found.get((severity, kind, csv_name, line, audio))
@@ -433,7 +444,7 @@ def test_validation_reports_each_fault_at_its_line(faulty, vocab):
     assert "ERROR metadata_train.csv line 3 (wavs/missing.wav): names audio that does not exist" in text
     assert "warning metadata_eval.csv line 3 (wavs/good.wav): is also in metadata_train.csv line 2" in text
 
-    with pytest.raises(fm.DatasetError) as info:
+    with pytest.raises(DatasetError) as info:
         report.raise_if_errors()
     message = str(info.value)
     assert message.startswith("The dataset has 9 error(s), so training does not start")
@@ -444,7 +455,7 @@ def test_validation_reports_each_fault_at_its_line(faulty, vocab):
 
 
 def test_validation_without_vocab_checks_everything_else(faulty):
-    report = fm.validate_dataset(faulty)  # folder given: both CSVs, language from lang.txt
+    report = validate_dataset(faulty)  # folder given: both CSVs, language from lang.txt
     assert report.language == "en"
     kinds = {i.kind for i in report.issues}
     assert "unknown_chars" not in kinds and {"missing_audio", "too_short", "too_long", "empty_text"} <= kinds
@@ -453,25 +464,25 @@ def test_validation_without_vocab_checks_everything_else(faulty):
 def test_token_limit_needs_the_vocab(tmp_path, vocab):
     folder = tmp_path / "ds"
     (folder / "wavs").mkdir(parents=True)
-    sf.write(folder / "wavs" / "a.wav", synth_clip(6.0, seed=1), fm.SAMPLE_RATE)
-    sf.write(folder / "wavs" / "b.wav", synth_clip(4.0, seed=2), fm.SAMPLE_RATE)
+    sf.write(folder / "wavs" / "a.wav", synth_clip(6.0, seed=1), SAMPLE_RATE)
+    sf.write(folder / "wavs" / "b.wav", synth_clip(4.0, seed=2), SAMPLE_RATE)
     write_csv(folder / "metadata_train.csv", [("wavs/a.wav", SENTENCES[0] + " " + SENTENCES[1], "coqui")])
     write_csv(folder / "metadata_eval.csv", [("wavs/b.wav", SENTENCES[2], "coqui")])
-    report = fm.validate_dataset(folder, vocab_path=vocab, language="en", max_text_tokens=40)
+    report = validate_dataset(folder, vocab_path=vocab, language="en", max_text_tokens=40)
     assert len(report.errors) == 1, report.format()
     [issue] = report.errors
     assert issue.kind == "long_text" and issue.line == 2 and "max_text_length of 40" in issue.message
-    assert fm.validate_dataset(folder, vocab_path=vocab, language="en").ok
+    assert validate_dataset(folder, vocab_path=vocab, language="en").ok
 
 
 def test_new_language_without_its_token(tmp_path, vocab):
     folder = tmp_path / "ds"
     (folder / "wavs").mkdir(parents=True)
     for name in ("a", "b"):
-        sf.write(folder / "wavs" / f"{name}.wav", synth_clip(4.0, seed=1), fm.SAMPLE_RATE)
+        sf.write(folder / "wavs" / f"{name}.wav", synth_clip(4.0, seed=1), SAMPLE_RATE)
     write_csv(folder / "metadata_train.csv", [("wavs/a.wav", ETHIOPIC, "coqui")])
     write_csv(folder / "metadata_eval.csv", [("wavs/b.wav", ETHIOPIC + " ።", "coqui")])
-    report = fm.validate_dataset(folder, vocab_path=vocab, language="am")
+    report = validate_dataset(folder, vocab_path=vocab, language="am")
     assert any(i.kind == "language_token" and "[am]" in i.message for i in report.warnings)
     [script] = [i for i in report.errors if i.kind == "new_script"]
     assert "Ethiopic (2 lines)" in script.message and "extend the vocabulary" in script.message
@@ -494,36 +505,36 @@ CSV_FAULTS = [  # (file bytes, kind, line, words)
                                                                              enumerate(CSV_FAULTS)])
 def test_csv_faults(tmp_path, data, kind, line, words):
     (tmp_path / "wavs").mkdir()
-    sf.write(tmp_path / "wavs" / "a.wav", synth_clip(4.0, seed=1), fm.SAMPLE_RATE)
+    sf.write(tmp_path / "wavs" / "a.wav", synth_clip(4.0, seed=1), SAMPLE_RATE)
     train = tmp_path / "metadata_train.csv"
     train.write_bytes(data)
     write_csv(tmp_path / "metadata_eval.csv", [("wavs/a.wav", "hello", "coqui")])
-    report = fm.validate_dataset(train, language="en")
+    report = validate_dataset(train, language="en")
     issue = next((i for i in report.errors if i.kind == kind), None)
     assert issue is not None, report.format()
     assert issue.line == line and Path(issue.csv) == train
     for word in words:
         assert word in issue.message
-    with pytest.raises(fm.DatasetError) as info:
-        fm.load_samples(train, "en")
+    with pytest.raises(DatasetError) as info:
+        load_samples(train, "en")
     assert str(train) in str(info.value)
     if line is not None:
         assert f"line {line}" in str(info.value)
 
 
 def test_missing_csv(tmp_path):
-    report = fm.validate_dataset(tmp_path / "metadata_train.csv")
+    report = validate_dataset(tmp_path / "metadata_train.csv")
     assert [i.kind for i in report.errors] == ["missing_csv", "missing_csv"]
     assert "does not exist" in report.format()
-    with pytest.raises(fm.DatasetError, match=r"metadata_train\.csv: does not exist"):
-        fm.load_samples(tmp_path / "metadata_train.csv", "en")
+    with pytest.raises(DatasetError, match=r"metadata_train\.csv: does not exist"):
+        load_samples(tmp_path / "metadata_train.csv", "en")
 
 
 # ----------------------------------------------------------------------------------------------- samples
 
 
 def test_load_samples_gives_the_trainer_its_dicts(tiny_dataset):
-    samples = fm.load_samples(tiny_dataset.train_csv)
+    samples = load_samples(tiny_dataset.train_csv)
     assert len(samples) == 8
     root = str(tiny_dataset.folder.resolve())
     for s in samples:
@@ -531,30 +542,30 @@ def test_load_samples_gives_the_trainer_its_dicts(tiny_dataset):
         assert Path(s["audio_file"]).is_absolute() and Path(s["audio_file"]).is_file()
         assert s["language"] == "en" and s["root_path"] == root and s["speaker_name"] == "speaker"
         assert s["audio_unique_name"] == f"{tiny_dataset.folder.name}#wavs/{Path(s['audio_file']).stem}"
-    assert fm.load_samples(tiny_dataset.eval_csv, "de")[0]["language"] == "de"
+    assert load_samples(tiny_dataset.eval_csv, "de")[0]["language"] == "de"
 
 
 def test_load_samples_faults(tmp_path):
     (tmp_path / "wavs").mkdir()
-    sf.write(tmp_path / "wavs" / "a.wav", synth_clip(4.0, seed=1), fm.SAMPLE_RATE)
+    sf.write(tmp_path / "wavs" / "a.wav", synth_clip(4.0, seed=1), SAMPLE_RATE)
     csv_path = write_csv(tmp_path / "metadata_train.csv", [("wavs/a.wav", "hello", "coqui"),
                                                            ("wavs/gone.wav", "bye", "coqui")])
-    with pytest.raises(fm.DatasetError, match=r"language of .* is unknown"):
-        fm.load_samples(csv_path)
-    with pytest.raises(fm.DatasetError, match=r"line 3 names wavs/gone\.wav, which does not exist"):
-        fm.load_samples(csv_path, "en")
+    with pytest.raises(DatasetError, match=r"language of .* is unknown"):
+        load_samples(csv_path)
+    with pytest.raises(DatasetError, match=r"line 3 names wavs/gone\.wav, which does not exist"):
+        load_samples(csv_path, "en")
     write_csv(csv_path, [("wavs/a.wav", " ", "coqui")])
-    with pytest.raises(fm.DatasetError, match=r"line 2 \(wavs/a\.wav\) has empty text"):
-        fm.load_samples(csv_path, "en")
+    with pytest.raises(DatasetError, match=r"line 2 \(wavs/a\.wav\) has empty text"):
+        load_samples(csv_path, "en")
 
 
 def test_csv_round_trip_with_quotes_and_pipes(tmp_path):
     t = ScriptedTranscriber()
     text = ['he said "stop" twice, then he turned and left the room without a word.',
             'the old sign by the road read "a|b" in faded red letters today.']
-    rec = recording(tmp_path, "q.wav", text, t, seed=4, rate=fm.SAMPLE_RATE)
-    fm.prepare_from_audio([rec], tmp_path / "ds", t, fm.PrepareOptions(language="en", eval_fraction=0.5))
-    samples = fm.load_samples(tmp_path / "ds" / "metadata_train.csv") + fm.load_samples(
+    rec = recording(tmp_path, "q.wav", text, t, seed=4, rate=SAMPLE_RATE)
+    prepare_from_audio([rec], tmp_path / "ds", t, PrepareOptions(language="en", eval_fraction=0.5))
+    samples = load_samples(tmp_path / "ds" / "metadata_train.csv") + load_samples(
         tmp_path / "ds" / "metadata_eval.csv")
     assert sorted(s["text"] for s in samples) == sorted(text)
     from TTS.tts.datasets.formatters import coqui  # the trainer's own reader agrees
@@ -567,10 +578,10 @@ def test_csv_round_trip_with_quotes_and_pipes(tmp_path):
 
 
 def test_cli_validate(faulty, tiny_dataset, capsys):
-    assert fm.main(["validate", str(faulty)]) == 1
+    assert main(["validate", str(faulty)]) == 1
     out = capsys.readouterr().out
     assert "ERROR metadata_train.csv line 3 (wavs/missing.wav)" in out and "Traceback" not in out
-    assert fm.main(["validate", str(tiny_dataset.train_csv), "--json"]) == 0
+    assert main(["validate", str(tiny_dataset.train_csv), "--json"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     report = events[-1]
     assert report["event"] == "report" and report["ok"] and report["train_lines"] == 8
@@ -579,20 +590,20 @@ def test_cli_validate(faulty, tiny_dataset, capsys):
 
 def test_cli_import_and_progress(tmp_path, capsys):
     src = ljspeech(tmp_path / "lj")
-    code = fm.main(["import", str(src), "--out_path", str(tmp_path / "out"), "--language", "en", "--json"])
+    code = main(["import", str(src), "--out_path", str(tmp_path / "out"), "--language", "en", "--json"])
     assert code == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert events[0]["event"] == "progress" and events[-1]["event"] == "done"
     assert events[-1]["clips_added"] == 7 and {"files_done", "clips", "elapsed_s", "remaining_s"} <= set(events[0])
-    assert fm.main(["import", str(tmp_path / "missing"), "--dataset", str(tmp_path / "ds")]) == 1
+    assert main(["import", str(tmp_path / "missing"), "--dataset", str(tmp_path / "ds")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("Error: Dataset") and "missing does not exist" in err and "Traceback" not in err
 
 
 def test_cli_transcribe_without_whisper_model(tmp_path, capsys):
     rec = tmp_path / "a.wav"
-    sf.write(rec, synth_clip(4.0, seed=1), fm.SAMPLE_RATE)
-    code = fm.main(["transcribe", str(rec), "--dataset", str(tmp_path / "ds"), "--language", "en",
+    sf.write(rec, synth_clip(4.0, seed=1), SAMPLE_RATE)
+    code = main(["transcribe", str(rec), "--dataset", str(tmp_path / "ds"), "--language", "en",
                     "--whisper_model", "tiny", "--whisper_cache", str(tmp_path / "cache")])
     assert code == 1
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Start modes decided by checkpoint content: resume, base, extend_vocab (issue 3, the seed's three cases)."""
+"""Start modes decided by checkpoint content: resume, base, extend_vocab, whatever the files are called."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 import torch
 from conftest import ROOT, assert_same_training_state, read_events
 
-from utils.checkpoints import CheckpointError, classify_checkpoint
+from utils.checkpoints.classify import classify_checkpoint
+from utils.checkpoints.keys import CheckpointError
 
 
 def checkpoint(run_dir: Path, step: int) -> Path:
@@ -98,7 +99,7 @@ def test_missing_path_and_folder_are_refused(tmp_path):
         classify_checkpoint(tmp_path)
 
 
-# --- resume (the seed's case 1) ---------------------------------------------------------------------------
+# --- resume a training checkpoint ---------------------------------------------------------------------------
 def test_resume_restores_step_epoch_lr_scheduler_and_adam_moments(reference_run, train, tmp_path):
     source = checkpoint(reference_run.run_dir, 5)
     result = train(tmp_path, custom_model=str(source), max_steps=5)
@@ -145,7 +146,7 @@ def test_resume_from_a_plain_coqui_recipe_checkpoint(coqui_recipe_checkpoint, tr
     assert int(saved["optimizer"][0]["state"][first_param]["step"]) == updates + 1
 
 
-# --- base (the seed's case 2 without a new vocabulary) ----------------------------------------------------
+# --- base: weights only, the same vocabulary ----------------------------------------------------
 def test_base_start_loads_weights_with_a_fresh_optimizer(tiny_base, train, tmp_path):
     result = train(tmp_path, max_steps=0)
     assert (result.mode, result.start_step, result.step) == ("base", 0, 0)
@@ -170,14 +171,14 @@ def test_max_steps_already_reached_saves_the_restored_state(reference_run, train
     assert_same_training_state(source, result.last_checkpoint)
 
 
-# --- extended vocabulary (the seed's cases 2 and 3) -------------------------------------------------------
+# --- extended vocabulary: weights only, a new language's tokens -------------------------------------------------------
 AMHARIC = ["ሰላም እንዴት ነህ", "እኔ ደህና ነኝ አመሰግናለሁ", "ይህ የሙከራ ዓረፍተ ነገር ነው", "ዛሬ ጥሩ ቀን ነው"]
 
 
 @pytest.fixture(scope="module")
 def amharic_setup(tiny_base, tiny_dataset, tmp_path_factory):
     """An Amharic copy of the dataset and an extended vocabulary built from it."""
-    from utils.vocab import extend_vocabulary
+    from utils.vocabulary.extend import extend_vocabulary
 
     folder = tmp_path_factory.mktemp("amharic")
     for name in ("metadata_train.csv", "metadata_eval.csv"):
@@ -254,3 +255,62 @@ def test_print_step_must_be_positive():
     opts = TrainOptions(train_csv="t.csv", eval_csv="e.csv", output_path="out", print_step=0)
     with pytest.raises(ValueError, match="--print_step must be at least 1"):
         opts.validate()
+
+
+# --- --dry_run: the plan, printed, with nothing touched ------------------------------------------------------
+PLAN_KEYS = {"mode", "source", "step", "epoch", "vocab", "run_dir", "continues_run"}
+
+
+def tree_state(*folders: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under `folders` with its size and mtime: what a dry run must leave as it was."""
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for f in folders for p in [f, *f.rglob("*")]}
+
+
+def dry_run(base, dataset, output, *extra: str) -> tuple[str, dict]:
+    """The human line and the JSON object of `--dry_run` for the same command."""
+    human = run_cli(base, dataset, output, "--dry_run", *extra, timeout=120)
+    machine = run_cli(base, dataset, output, "--dry_run", "--json", *extra, timeout=120)
+    assert human.returncode == 0 and machine.returncode == 0, human.stderr + machine.stderr
+    assert len(human.stdout.strip().splitlines()) == 1 and len(machine.stdout.strip().splitlines()) == 1
+    return human.stdout.strip(), json.loads(machine.stdout)
+
+
+def test_dry_run_of_a_resume_prints_the_plan_and_touches_nothing(reference_run, tiny_base, tiny_dataset, tmp_path):
+    source = reference_run.last_checkpoint
+    before = tree_state(reference_run.run_dir, tiny_base)
+    line, plan = dry_run(tiny_base, tiny_dataset, tmp_path / "out", "--custom_model", str(source))
+    assert set(plan) == PLAN_KEYS
+    epoch = classify_checkpoint(source).epoch
+    assert (plan["mode"], plan["step"], plan["epoch"], plan["continues_run"]) == ("resume", 8, epoch, True)
+    assert (plan["source"], plan["run_dir"]) == (str(source), str(reference_run.run_dir))
+    assert plan["vocab"] == str(reference_run.run_dir / "vocab.json")
+    assert line == f"Resume {source.name}: step 8, epoch {epoch} (continues in its own run folder)"
+    assert tree_state(reference_run.run_dir, tiny_base) == before
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_of_a_base_start_and_of_a_restart(reference_run, tiny_base, tiny_dataset, tmp_path):
+    line, plan = dry_run(tiny_base, tiny_dataset, tmp_path / "out")
+    assert plan == {"mode": "base", "source": str(tiny_base / "model.pth"), "step": 0, "epoch": 0,
+                    "vocab": str(tiny_base / "vocab.json"), "run_dir": None, "continues_run": False}
+    assert line == "Fine-tune from model.pth: weights only, fresh optimizer, step 0 (a new run folder)"
+    source = checkpoint(reference_run.run_dir, 4)
+    line, plan = dry_run(tiny_base, tiny_dataset, tmp_path / "out", "--custom_model", str(source), "--restart")
+    assert (plan["mode"], plan["step"], plan["run_dir"]) == ("base", 0, None)
+    assert line.startswith(f"Start over from {source.name}: weights only")
+    _, plan = dry_run(tiny_base, tiny_dataset, tmp_path / "out", "--custom_model", str(source))
+    assert (plan["mode"], plan["step"], plan["run_dir"], plan["continues_run"]) == ("resume", 4, None, False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_of_an_extended_vocabulary(amharic_setup, tiny_base, tiny_dataset, tmp_path):
+    _, vocab = amharic_setup
+    line, plan = dry_run(tiny_base, tiny_dataset, tmp_path / "out", "--vocab", str(vocab), "--language", "am")
+    assert (plan["mode"], plan["vocab"], plan["step"]) == ("extend_vocab", str(vocab), 0)
+    assert line.startswith("Fine-tune from model.pth with an extended vocabulary: text rows ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_refuses_a_bad_checkpoint_in_one_sentence(tiny_base, tiny_dataset, tmp_path):
+    proc = run_cli(tiny_base, tiny_dataset, tmp_path / "out", "--dry_run", "--custom_model", str(tmp_path / "no.pth"))
+    assert proc.returncode == 1 and "no.pth does not exist" in proc.stderr and "Traceback" not in proc.stderr

@@ -9,7 +9,8 @@ import soundfile as sf
 from conftest import ROOT
 from test_formatter import ScriptedTranscriber, script
 
-from utils import formatter as fm
+from utils.data.options import PrepareOptions
+from utils.data.prepare import prepare_from_audio
 from utils.testbed import SENTENCES, synth_clip
 
 
@@ -19,8 +20,8 @@ def test_a_dataset_prepared_from_a_recording_trains(train, tmp_path):
     sf.write(recording, synth_clip(seconds, seed=7, channels=2, sample_rate=44100), 44100)
     transcriber = ScriptedTranscriber()
     transcriber.register(recording, segments, seconds)
-    summary = fm.prepare_from_audio([recording], tmp_path / "dataset", transcriber,
-                                    fm.PrepareOptions(language="en", eval_fraction=0.25))
+    summary = prepare_from_audio([recording], tmp_path / "dataset", transcriber,
+                                 PrepareOptions(language="en", eval_fraction=0.25))
     assert summary.train_lines >= 2 and summary.eval_lines >= 1
     result = train(tmp_path / "out", train_csv=str(summary.train_csv), eval_csv=str(summary.eval_csv), max_steps=2,
                    batch_size=1)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from utils import transcribe as tr
+from utils.data import transcribe as tr
 from utils.testbed import synth_clip
 
 

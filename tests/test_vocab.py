@@ -12,8 +12,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from utils import vocab as V
-from utils.checkpoints import KEY_CONFIG, KEY_MODEL, KEY_VOCAB_SHA, classify_checkpoint, read_checkpoint
+from utils.checkpoints.classify import classify_checkpoint
+from utils.checkpoints.keys import KEY_CONFIG, KEY_MODEL, KEY_VOCAB_SHA
+from utils.checkpoints.read import read_checkpoint
+from utils.errors import InvalidValue
+from utils.vocabulary import expand, extend
+from utils.vocabulary.tokenizer import (
+    VocabError,
+    XttsTokenizer,
+    encode_tokens,
+    load_vocab,
+    make_tokenizer,
+    read_transcripts,
+    text_token_count,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 AMHARIC = [
@@ -38,7 +50,7 @@ def write_csv(path: Path, texts: list[str]) -> Path:
 
 
 def ids_of(path: Path) -> dict[str, int]:
-    return V.load_vocab(path).get_vocab(with_added_tokens=True)
+    return load_vocab(path).get_vocab(with_added_tokens=True)
 
 
 def sha256_file(path: Path) -> str:
@@ -51,8 +63,8 @@ def base_vocab(tiny_base) -> Path:
 
 
 @pytest.fixture(scope="module")
-def amharic(base_vocab, tmp_path_factory) -> V.VocabExtension:
-    return V.extend_vocabulary(base_vocab, AMHARIC, "am", tmp_path_factory.mktemp("am") / "vocab.json")
+def amharic(base_vocab, tmp_path_factory) -> extend.VocabExtension:
+    return extend.extend_vocabulary(base_vocab, AMHARIC, "am", tmp_path_factory.mktemp("am") / "vocab.json")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +76,7 @@ def base_state(tiny_base) -> dict:
 
 
 def test_base_vocab_cannot_encode_amharic(base_vocab):
-    tokens = V.encode_tokens(V.make_tokenizer(base_vocab), AMHARIC[0], "am")
+    tokens = encode_tokens(make_tokenizer(base_vocab), AMHARIC[0], "am")
     assert "[UNK]" in tokens
 
 
@@ -75,11 +87,11 @@ def test_amharic_encodes_without_unk_and_base_ids_kept(base_vocab, amharic):
     assert amharic.language_token == "[am]" and amharic.language_token_added
     assert min(new[t] for t in amharic.added_tokens) == amharic.first_new_id == amharic.old_text_tokens
     assert (
-        amharic.new_text_tokens == V.text_token_count(new_path) == amharic.old_text_tokens + len(amharic.added_tokens)
+        amharic.new_text_tokens == text_token_count(new_path) == amharic.old_text_tokens + len(amharic.added_tokens)
     )
     assert any(len(t) > 1 for t in amharic.added_tokens if t != "[am]"), "merges were learned, not only characters"
 
-    tokenizer = V.make_tokenizer(new_path)
+    tokenizer = make_tokenizer(new_path)
     unk = tokenizer.tokenizer.token_to_id("[UNK]")
     for text in AMHARIC:
         ids = tokenizer.encode(text, "am")
@@ -94,13 +106,13 @@ def test_amharic_encodes_without_unk_and_base_ids_kept(base_vocab, amharic):
 
 
 def test_known_languages_encode_exactly_as_before(base_vocab, amharic):
-    before, after = V.make_tokenizer(base_vocab), V.make_tokenizer(amharic.path)
+    before, after = make_tokenizer(base_vocab), make_tokenizer(amharic.path)
     for text in [ENGLISH, "She sold 3 shells, Dr. Smith said!"]:
         assert after.encode(text, "en") == before.encode(text, "en")
 
 
 def test_extension_is_deterministic(base_vocab, amharic, tmp_path):
-    again = V.extend_vocabulary(base_vocab, AMHARIC, "am", tmp_path / "again.json")
+    again = extend.extend_vocabulary(base_vocab, AMHARIC, "am", tmp_path / "again.json")
     assert Path(again.path).read_bytes() == Path(amharic.path).read_bytes()
     assert again.new_sha256 == amharic.new_sha256 != amharic.old_sha256
 
@@ -111,39 +123,41 @@ def test_extends_a_vocabulary_with_merges_written_as_strings(base_vocab, tmp_pat
     data["model"]["merges"] = [" ".join(m) for m in data["model"]["merges"]]
     old_style = tmp_path / "old_style.json"
     old_style.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    ext = V.extend_vocabulary(old_style, AMHARIC, "am", tmp_path / "am.json")
+    ext = extend.extend_vocabulary(old_style, AMHARIC, "am", tmp_path / "am.json")
     merges = json.loads(Path(ext.path).read_text(encoding="utf-8"))["model"]["merges"]
     assert all(isinstance(m, str) for m in merges) and len(merges) > len(data["model"]["merges"])
-    assert V.make_tokenizer(ext.path).encode(ENGLISH, "en") == V.make_tokenizer(base_vocab).encode(ENGLISH, "en")
+    assert make_tokenizer(ext.path).encode(ENGLISH, "en") == make_tokenizer(base_vocab).encode(ENGLISH, "en")
 
 
 def test_max_new_tokens_caps_and_refuses(base_vocab, tmp_path):
     chars = len({c for t in AMHARIC for c in t if c not in ids_of(base_vocab) and not c.isspace()})
-    capped = V.extend_vocabulary(base_vocab, AMHARIC, "am", tmp_path / "capped.json", max_new_tokens=chars + 3)
+    capped = extend.extend_vocabulary(base_vocab, AMHARIC, "am", tmp_path / "capped.json", max_new_tokens=chars + 3)
     assert len(capped.added_tokens) <= chars + 3 + 1  # the language token is not counted
-    with pytest.raises(V.VocabError, match="max_new_tokens"):
-        V.extend_vocabulary(base_vocab, AMHARIC, "am", tmp_path / "few.json", max_new_tokens=5)
+    with pytest.raises(VocabError, match="max_new_tokens"):
+        extend.extend_vocabulary(base_vocab, AMHARIC, "am", tmp_path / "few.json", max_new_tokens=5)
 
 
 def test_latin_script_language_only_gets_its_token(base_vocab, tmp_path):
-    ext = V.extend_vocabulary(base_vocab, ["the dog sells bread", "a quiet river"], "sw", tmp_path / "sw.json")
+    ext = extend.extend_vocabulary(base_vocab, ["the dog sells bread", "a quiet river"], "sw", tmp_path / "sw.json")
     assert ext.added_tokens == ["[sw]"]
 
 
 def test_extend_refuses_to_overwrite_base_and_bad_language(base_vocab, tmp_path):
-    with pytest.raises(V.VocabError, match="base vocabulary itself"):
-        V.extend_vocabulary(base_vocab, AMHARIC, "am", base_vocab)
-    with pytest.raises(V.VocabError, match="Language code"):
-        V.extend_vocabulary(base_vocab, AMHARIC, "Amharic language", tmp_path / "x.json")
+    with pytest.raises(VocabError, match="base vocabulary itself"):
+        extend.extend_vocabulary(base_vocab, AMHARIC, "am", base_vocab)
+    with pytest.raises(InvalidValue, match="Language code 'Amharic language' is not valid"):
+        extend.extend_vocabulary(base_vocab, AMHARIC, "Amharic language", tmp_path / "x.json")
+    extension = extend.extend_vocabulary(base_vocab, AMHARIC, "es-419", tmp_path / "region.json")  # one code rule
+    assert extension.language_token == "[es]"
 
 
 def test_read_transcripts(tiny_dataset, tmp_path):
-    texts = V.read_transcripts(tiny_dataset.train_csv)
+    texts = read_transcripts(tiny_dataset.train_csv)
     assert len(texts) == 8 and all(texts)
     bad = tmp_path / "bad.csv"
     bad.write_text("audio|words\nx.wav|hello\n", encoding="utf-8")
-    with pytest.raises(V.VocabError, match=r"bad\.csv"):
-        V.read_transcripts(bad)
+    with pytest.raises(VocabError, match=r"bad\.csv"):
+        read_transcripts(bad)
 
 
 # --- the tokenizer ----------------------------------------------------------------------------------------------
@@ -154,28 +168,29 @@ def test_tokenizer_accepts_a_language_coqui_does_not_know(base_vocab, amharic):
 
     with pytest.raises(NotImplementedError):
         VoiceBpeTokenizer(amharic.path).encode(AMHARIC[0], "am")
-    tokenizer = V.make_tokenizer(amharic.path)
+    tokenizer = make_tokenizer(amharic.path)
     assert tokenizer.encode(AMHARIC[0], "am")
     assert tokenizer.char_limits["am"] == 250 and tokenizer.char_limits["ja"] == 71  # Xtts.inference indexes these
     assert tokenizer.preprocess_text("  ሰላም   ነው\tHELLO  Ünïcode\u0301 ", "am") == "ሰላም ነው hello ünïcodé"
     assert tokenizer.preprocess_text(ENGLISH.upper(), "en") == VoiceBpeTokenizer().preprocess_text(ENGLISH, "en")
-    with pytest.raises(V.VocabError, match=r"\[am\]"):  # the base vocabulary has no [am] token yet
-        V.make_tokenizer(base_vocab).encode(AMHARIC[0], "am")
+    with pytest.raises(VocabError, match=r"\[am\]"):  # the base vocabulary has no [am] token yet
+        make_tokenizer(base_vocab).encode(AMHARIC[0], "am")
 
 
 def test_tokenizer_is_picklable_and_module_import_is_light(amharic):
     import pickle
 
-    tokenizer = V.make_tokenizer(amharic.path)
+    tokenizer = make_tokenizer(amharic.path)
     clone = pickle.loads(pickle.dumps(tokenizer))
-    assert type(clone) is V.XttsTokenizer
+    assert type(clone) is XttsTokenizer
     assert clone.encode(AMHARIC[1], "am") == tokenizer.encode(AMHARIC[1], "am")
-    probe = "import sys, utils.vocab; assert 'TTS' not in sys.modules and 'torch' not in sys.modules"
+    probe = ("import sys, utils.vocabulary.tokenizer, utils.vocabulary.extend; "
+             "assert 'TTS' not in sys.modules and 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True)
 
 
 def test_preview(base_vocab, amharic):
-    preview = V.preview_extension(base_vocab, amharic.path, AMHARIC, "am", n=2)
+    preview = extend.preview_extension(base_vocab, amharic.path, AMHARIC, "am", n=2)
     assert preview.new_tokens == amharic.added_tokens
     assert preview.rows_added == preview.new_rows - preview.old_rows == len(amharic.added_tokens)
     assert len(preview.examples) == 2
@@ -220,12 +235,12 @@ def _bad_vocab(kind: str, base_vocab: Path, folder: Path) -> Path:
 def test_bad_vocab_files_are_refused_naming_the_file(kind, says, base_vocab, base_state, tmp_path):
     bad = _bad_vocab(kind, base_vocab, tmp_path)
     for call in (
-        lambda: V.load_vocab(bad),
-        lambda: V.make_tokenizer(bad),
-        lambda: V.extend_vocabulary(bad, AMHARIC, "am", tmp_path / "out.json"),
-        lambda: V.expand_text_rows(base_state, bad, base_vocab),
+        lambda: load_vocab(bad),
+        lambda: make_tokenizer(bad),
+        lambda: extend.extend_vocabulary(bad, AMHARIC, "am", tmp_path / "out.json"),
+        lambda: expand.expand_text_rows(base_state, bad, base_vocab),
     ):
-        with pytest.raises(V.VocabError, match=says) as raised:
+        with pytest.raises(VocabError, match=says) as raised:
             call()
         assert str(bad) in str(raised.value)
 
@@ -261,7 +276,7 @@ def test_rows_are_copied_by_token_string_when_ids_differ(base_vocab, tmp_path):
         "xtts.gpt.text_head.bias": torch.randn(rows, generator=gen),
         "xtts.gpt.other.weight": torch.randn(3, 3, generator=gen),
     }
-    new_state, report = V.expand_text_rows(state, base_vocab, permuted)
+    new_state, report = expand.expand_text_rows(state, base_vocab, permuted)
     assert report.rows_copied == rows and report.rows_initialised == 0 and report.rows_moved > 100
     assert new_state["xtts.gpt.other.weight"] is state["xtts.gpt.other.weight"]
     for suffix in TEXT_KEYS:
@@ -271,7 +286,7 @@ def test_rows_are_copied_by_token_string_when_ids_differ(base_vocab, tmp_path):
 
 
 def test_new_rows_initialised_from_pieces_and_not_zero(base_vocab, amharic, base_state):
-    new_state, report = V.expand_text_rows(base_state, base_vocab, amharic.path)
+    new_state, report = expand.expand_text_rows(base_state, base_vocab, amharic.path)
     old, new = ids_of(base_vocab), ids_of(Path(amharic.path))
     assert report.keys == ["gpt." + s for s in TEXT_KEYS]
     assert (report.old_rows, report.new_rows) == (amharic.old_text_tokens, amharic.new_text_tokens)
@@ -286,7 +301,7 @@ def test_new_rows_initialised_from_pieces_and_not_zero(base_vocab, amharic, base
         assert torch.isfinite(added).all() and (added != 0).any(dim=-1 if added.dim() > 1 else 0).all()
         languages = [i for t, i in old.items() if t.startswith("[") and t[1:3].islower()]
         assert torch.allclose(after[new["[am]"]], before[languages].mean(dim=0), atol=1e-6)
-    again, _ = V.expand_text_rows(base_state, base_vocab, amharic.path)
+    again, _ = expand.expand_text_rows(base_state, base_vocab, amharic.path)
     assert all(torch.equal(again[k], new_state[k]) for k in report.keys)
     assert base_state["gpt.text_embedding.weight"].shape[0] == report.old_rows  # input untouched
 
@@ -298,24 +313,24 @@ def test_piece_initialisation_uses_the_old_tokenizers_split(base_vocab, base_sta
     data["model"]["vocab"]["quickly"] = top + 1  # a new token the old vocabulary splits into known pieces
     path = tmp_path / "quickly.json"
     path.write_text(json.dumps(data), encoding="utf-8")
-    new_state, report = V.expand_text_rows(base_state, base_vocab, path)
+    new_state, report = expand.expand_text_rows(base_state, base_vocab, path)
     assert report.initialised_from_pieces == 1
-    old_tok = V.load_vocab(base_vocab)
+    old_tok = load_vocab(base_vocab)
     pieces = [t.id for t in old_tok.model.tokenize("quickly")]
     emb = base_state["gpt.text_embedding.weight"]
     assert torch.allclose(new_state["gpt.text_embedding.weight"][top + 1], emb[pieces].mean(dim=0), atol=1e-6)
 
 
 def test_mismatched_row_count_is_refused(base_vocab, amharic, base_state):
-    with pytest.raises(V.VocabError, match="rows but vocabulary"):
-        V.expand_text_rows(base_state, amharic.path, base_vocab)
+    with pytest.raises(VocabError, match="rows but vocabulary"):
+        expand.expand_text_rows(base_state, amharic.path, base_vocab)
 
 
 def test_expand_base_checkpoint(tiny_base, base_vocab, amharic, tmp_path):
     source = tiny_base / "model.pth"
     before = sha256_file(source)
-    out = V.expand_base_checkpoint(source, base_vocab, amharic.path, tmp_path / "run")
-    assert out == tmp_path / "run" / V.EXPANDED_BASE_NAME
+    out = expand.expand_base_checkpoint(source, base_vocab, amharic.path, tmp_path / "run")
+    assert out == tmp_path / "run" / expand.EXPANDED_BASE_NAME
     assert sha256_file(source) == before
 
     data = torch.load(out, weights_only=True, map_location="cpu")
@@ -325,7 +340,7 @@ def test_expand_base_checkpoint(tiny_base, base_vocab, amharic, tmp_path):
     assert isinstance(data[KEY_CONFIG], dict)
     assert data[KEY_CONFIG]["model_args"]["gpt_number_text_tokens"] == amharic.new_text_tokens
 
-    manifest = json.loads((tmp_path / "run" / V.EXPANDED_MANIFEST_NAME).read_text())
+    manifest = json.loads((tmp_path / "run" / expand.EXPANDED_MANIFEST_NAME).read_text())
     assert manifest["source"] == str(source.resolve())
     assert manifest["old_vocab_sha256"] == amharic.old_sha256 and manifest["new_vocab_sha256"] == amharic.new_sha256
     assert (manifest["old_rows"], manifest["new_rows"]) == (amharic.old_text_tokens, amharic.new_text_tokens)

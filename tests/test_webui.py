@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-import webui
-from utils.checkpoints import classify_checkpoint
-from utils.webui_common import WebUIContext
-from utils.webui_jobs import TrainingJobs
-from utils.webui_paths import WebUIConfig
+from utils.checkpoints.classify import classify_checkpoint
+from utils.webui.app import build_app, launch
+from utils.webui.context import WebUIContext
+from utils.webui.jobs import TrainingJobs
+from utils.webui.paths import WebUIConfig
 
 ARTIFACTS = ROOT / "test-artifacts" / "webui"
 JOB_TIMEOUT_S = 240
@@ -49,8 +49,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def serve(config: WebUIConfig, jobs: TrainingJobs | None = None) -> Server:
     ctx = WebUIContext.create(config, jobs)
-    app = webui.build_app(ctx)
-    webui.launch(app, config, prevent_thread_lock=True, quiet=True)
+    app = build_app(ctx)
+    launch(app, config, prevent_thread_lock=True, quiet=True)
     return Server(f"http://127.0.0.1:{config.port}/", ctx, app)
 
 
@@ -247,7 +247,7 @@ def _input_values(fn, variant: str) -> list:
 def test_every_handler_returns_one_value_per_output_on_every_path(host, tiny_base, tmp_path):
     ctx = WebUIContext.create(WebUIConfig(output=tmp_path / "out", base_dir=tiny_base, host=host),
                               TrainingJobs(command=HARMLESS_CLI))
-    app = webui.build_app(ctx)
+    app = build_app(ctx)
     fns = [f for f in app.fns.values() if f.fn is not None]
     assert len(fns) >= 20
     for fn in fns:
@@ -271,19 +271,19 @@ def fresh(tiny_base, tmp_path_factory) -> WebUIContext:
 
 
 def test_data_tab_imports_a_dataset_and_checks_it(fresh, tiny_dataset):
-    from utils import webui_data
+    from utils.webui.tabs import data as data_tab
 
-    report, status = webui_data.import_existing(fresh, str(tiny_dataset.folder), "auto", "")
+    report, status = data_tab.import_existing(fresh, str(tiny_dataset.folder), "auto", "")
     assert "8 train and 2 eval lines" in report and "No problems found" in report, report
     assert status == "Dataset: 8 train and 2 eval lines, language en."
-    report, _ = webui_data.check_dataset(fresh)
+    report, _ = data_tab.check_dataset(fresh)
     assert report.startswith("Dataset check of") and "No problems found" in report
-    report, _ = webui_data.transcribe_recordings(fresh, None, "", "en", "tiny", "cpu")
+    report, _ = data_tab.transcribe_recordings(fresh, None, "", "en", "tiny", "cpu")
     assert "No recordings given" in report
 
 
 def test_vocabulary_tab_builds_and_previews_an_extension(fresh, tiny_base, tmp_path):
-    from utils import webui_vocab
+    from utils.webui.tabs import vocab as vocab_tab
 
     texts = ["ሰላም ነው። እንደምን አደርክ?", "ኢትዮጵያ በአፍሪካ ቀንድ የምትገኝ አገር ናት።", "አዲስ አበባ የኢትዮጵያ ዋና ከተማ ናት።"]
     with (tmp_path / "am.csv").open("w", newline="", encoding="utf-8") as f:
@@ -291,34 +291,34 @@ def test_vocabulary_tab_builds_and_previews_an_extension(fresh, tiny_base, tmp_p
         writer.writerow(["audio_file", "text", "speaker_name"])
         writer.writerows((f"wavs/{i}.wav", t, "s") for i, t in enumerate(texts))
     out = fresh.config.output / "vocab" / "vocab_am.json"
-    summary, tokens, examples, path = webui_vocab.extend(fresh, str(tiny_base / "vocab.json"), str(tmp_path / "am.csv"),
-                                                         "am", str(out))
+    summary, tokens, examples, path = vocab_tab.extend(fresh, str(tiny_base / "vocab.json"), str(tmp_path / "am.csv"),
+                                                       "am", str(out))
     assert path == str(out) and out.is_file()
     assert "[am]" in tokens and re.search(r"text rows \d+ -> \d+ \(\+\d+\)", summary), summary
     assert len(examples) == 3 and "[UNK]" not in " ".join(examples["tokens after"])
-    assert webui_vocab.extend(fresh, str(tiny_base / "vocab.json"), str(tmp_path / "am.csv"), "", "")[0].startswith(
+    assert vocab_tab.extend(fresh, str(tiny_base / "vocab.json"), str(tmp_path / "am.csv"), "", "")[0].startswith(
         "⚠️ No language code")
 
 
 def test_export_tab_writes_the_ready_folder_and_a_zip(fresh, reference_run, tiny_dataset):
-    from utils import webui_export
+    from utils.webui.tabs import export as export_tab
 
     checkpoint = reference_run.run_dir / "checkpoint_8.pth"
-    notice, archive = webui_export.export_checkpoint(fresh, str(checkpoint), "", None, str(tiny_dataset.clips[0]))
+    notice, archive = export_tab.export_checkpoint(fresh, str(checkpoint), "", None, str(tiny_dataset.clips[0]))
     ready = fresh.config.export_dir
     assert notice.startswith("Exported `checkpoint_8.pth`") and Path(archive) == ready.with_suffix(".zip")
     assert {p.name for p in ready.iterdir()} == {"model.pth", "config.json", "vocab.json", "reference.wav"}
     assert classify_checkpoint(ready / "model.pth").mode == "base"
-    assert webui_export.export_checkpoint(fresh, None, "", None, None) == (
+    assert export_tab.export_checkpoint(fresh, None, "", None, None) == (
         "⚠️ No checkpoint chosen: pick one or type its path.", None)
 
 
 @pytest.mark.slow
 def test_test_tab_speaks_with_a_checkpoint(fresh, reference_run, tiny_dataset):
-    from utils import webui_synth
+    from utils.webui.tabs import test as test_tab
 
-    audio, notice = webui_synth.synthesise(fresh, str(reference_run.run_dir / "checkpoint_8.pth"), "", None,
-                                           str(tiny_dataset.clips[0]), "hello there.", "en")
+    audio, notice = test_tab.synthesise(fresh, str(reference_run.run_dir / "checkpoint_8.pth"), "", None,
+                                        str(tiny_dataset.clips[0]), "hello there.", "en")
     assert audio is not None, notice
     rate, wav = audio
     assert rate == 24000 and len(wav) > 0
@@ -329,7 +329,7 @@ def test_test_tab_speaks_with_a_checkpoint(fresh, reference_run, tiny_dataset):
 def test_browser_picks_a_checkpoint_resumes_from_its_step_and_stops(idle, work, tiny_base):
     """Open the page, pick checkpoint_4.pth of the reference run, start: the progress continues at update 5,
     not 1. Close the browser; a new page shows the running job; Stop saves a new checkpoint, exit status 0."""
-    from utils.webui_screenshots import VIEWPORT, capture_tabs, launch_browser, missing_browser, open_tab
+    from tools.screenshots import VIEWPORT, capture_tabs, launch_browser, missing_browser, open_tab
 
     problem = missing_browser()
     if problem:

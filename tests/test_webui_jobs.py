@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from utils.options import TrainOptions
-from utils.webui_jobs import TrainingJobs, check_start
-from utils.webui_paths import PathPolicy, PathRefused, WebUIConfig, coerce_option, is_loopback
+from utils.options import TrainOptions, coerce, fields_of
+from utils.webui.jobs import TrainingJobs, check_start
+from utils.webui.paths import PathPolicy, PathRefused, WebUIConfig, is_loopback
 
 FAKE_CLI = textwrap.dedent('''
     """Stand-in for utils/gpt_train.py: --language fail -> exit 1; else one update per --save_step ms."""
@@ -241,7 +241,7 @@ def test_options_from_json_are_coerced_or_refused_by_name(tmp_path):
                                  "vocab": "", "custom_model": None})
     assert (opts.num_epochs, opts.lr, opts.max_steps, opts.restart, opts.vocab) == (12, 1e-5, 7, False, None)
     with pytest.raises(ValueError, match="--batch_size"):
-        coerce_option("batch_size", "two")
+        coerce(fields_of(TrainOptions)["batch_size"], "two")
     with pytest.raises(ValueError, match="Unknown training option"):
         policy.check_options({"train_csv": "t", "eval_csv": "e", "output_path": "o", "epochs": 3})
     with pytest.raises(ValueError, match="--run_name"):
@@ -250,7 +250,7 @@ def test_options_from_json_are_coerced_or_refused_by_name(tmp_path):
 
 # --- how a status reads on the page -----------------------------------------------------------------------------
 def test_loss_table_always_has_both_kinds_train_first():
-    from utils.webui_train_logic import loss_frame
+    from utils.webui.tabs.train_view import loss_frame
 
     assert loss_frame([], []) is None
     frame = loss_frame([], [(4, 6.5)])
@@ -260,8 +260,8 @@ def test_loss_table_always_has_both_kinds_train_first():
 
 
 def test_progress_html_carries_state_and_steps_for_scripts():
-    from utils.webui_jobs import idle_status
-    from utils.webui_train_logic import progress_html
+    from utils.webui.jobs import idle_status
+    from utils.webui.tabs.train_view import progress_html
 
     page = progress_html(idle_status())
     assert 'data-state="idle"' in page and 'data-step="0"' in page and "<progress" not in page
@@ -273,7 +273,7 @@ def test_progress_html_carries_state_and_steps_for_scripts():
 
 
 def test_a_missing_browser_is_a_failure_that_names_the_installer(monkeypatch):
-    from utils import webui_screenshots
+    from tools import screenshots
 
-    monkeypatch.setattr(webui_screenshots, "chromium_path", lambda: None)
-    assert "bash tools/install_browser.sh" in webui_screenshots.missing_browser()
+    monkeypatch.setattr(screenshots, "chromium_path", lambda: None)
+    assert "bash tools/install_browser.sh" in screenshots.missing_browser()

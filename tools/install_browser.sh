@@ -33,7 +33,7 @@ fi
 from playwright.sync_api import sync_playwright
 import sys
 sys.path.insert(0, ".")
-from utils.webui_screenshots import launch_browser
+from tools.screenshots import launch_browser
 with sync_playwright() as p:
     browser = launch_browser(p)
     print(f"Browser ready: chromium {browser.version} driven by Playwright.")

@@ -1,17 +1,160 @@
-"""Every training option in one dataclass; the CLI's parser and the WebUI's widgets are both built from it."""
+"""Options as dataclasses, and the one conversion of such a dataclass to argparse flags, WebUI widget kinds,
+a subprocess argv and JSON. `TrainOptions` is what `python utils/gpt_train.py` accepts; the dataset commands
+declare theirs with the same `opt()`."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
-def opt(help_text: str, *aliases: str, ui: bool = True) -> dict[str, Any]:
-    """Field metadata: the help text, extra flag spellings, and whether the WebUI shows it."""
-    return {"help": help_text, "aliases": aliases, "ui": ui}
+def opt(help_text: str, *aliases: str, ui: bool = True, choices: Sequence[str] | None = None,
+        low: float | None = None, high: float | None = None) -> dict[str, Any]:
+    """Field metadata: the help text, extra flag spellings, whether the WebUI shows it, and its allowed values
+    (`choices`, or the range `low`..`high`, inclusive)."""
+    return {"help": help_text, "aliases": aliases, "ui": ui, "choices": tuple(choices) if choices else None,
+            "low": low, "high": high}
+
+
+def field_kind(f: dataclasses.Field) -> type:
+    """The value type of a field: int, float, bool or str (annotations are strings: 'int | None', 'float')."""
+    kind = str(f.type)
+    return next((t for name, t in (("int", int), ("float", float), ("bool", bool)) if kind.startswith(name)), str)
+
+
+def is_optional(f: dataclasses.Field) -> bool:
+    return "None" in str(f.type)
+
+
+def fields_of(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def range_text(f: dataclasses.Field) -> str:
+    """The allowed values as README and --help state them: 'between 1 and 1024', 'at least 0', 'auto, cpu or
+    cuda'."""
+    meta = f.metadata
+    if meta.get("choices"):
+        *head, last = meta["choices"]
+        return f"{', '.join(head)} or {last}" if head else last
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and high is not None:
+        return f"between {_number(low)} and {_number(high)}"
+    if low is not None:
+        return f"at least {_number(low)}"
+    return "" if high is None else f"at most {_number(high)}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+def check_value(f: dataclasses.Field, value: Any) -> None:
+    """ValueError naming the option when `value` lies outside its declared choices or range."""
+    if value is None:
+        return
+    meta = f.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ValueError(f"--{f.name} must be {range_text(f)}, got {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    low, high = meta.get("low"), meta.get("high")
+    if (low is not None and not value >= low) or (high is not None and not value <= high):
+        raise ValueError(f"--{f.name} must be {range_text(f)}, got {value!r}.")
+
+
+def check_ranges(obj: Any) -> None:
+    for f in dataclasses.fields(obj):
+        check_value(f, getattr(obj, f.name))
+
+
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *,
+                  dashed: bool = False, show_defaults: bool = False) -> None:
+    """One flag per field of `cls` (with its aliases; `dashed`: also --with-dashes). Booleans take --flag and
+    --no-flag."""
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        flags = [f"--{f.name}", *meta.get("aliases", ())]
+        if dashed and "_" in f.name:
+            flags.insert(1, f"--{f.name.replace('_', '-')}")
+        allowed = range_text(f)
+        help_text = meta.get("help", "") + (f" ({allowed})" if allowed and not meta.get("choices") else "")
+        if show_defaults:
+            help_text += f" (default: {f.default})"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": f.default, "help": help_text}
+        if field_kind(f) is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = field_kind(f)
+            if meta.get("choices"):
+                kwargs["choices"] = meta["choices"]
+        parser.add_argument(*flags, **kwargs)
+
+
+def from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
+    """Build `cls` from parsed arguments; a blank string means None for an optional field."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(ns, f.name)
+        if isinstance(value, str) and not value.strip() and is_optional(f):
+            value = None
+        values[f.name] = value
+    return cls(**values)
+
+
+def from_dict(cls: type[T], values: dict[str, Any], what: str = "") -> T:
+    """Build `cls` from a JSON-like or widget dict: unknown keys refused by name ('Unknown <what> option(s)'),
+    each value coerced to its field's type (10.0 -> 10 for an int, "" -> None for an optional field)."""
+    known = fields_of(cls)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"Unknown {what + ' ' if what else ''}option(s): {', '.join(unknown)}.")
+    return cls(**{name: coerce(known[name], value) for name, value in values.items()})
+
+
+def coerce(f: dataclasses.Field, value: Any) -> Any:
+    """`value` as the type field `f` takes; ValueError naming the option."""
+    if value is None or (is_optional(f) and isinstance(value, str) and not value.strip()):
+        return None if is_optional(f) else f.default
+    kind = field_kind(f)
+    try:
+        if kind is bool:
+            if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.strip().lower() in ("true", "1", "yes")
+            if isinstance(value, bool | int):
+                return bool(value)
+            raise ValueError
+        if kind is int:
+            number = float(value)
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        if kind is float:
+            return float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"--{f.name} must be {'true or false' if kind is bool else f'a number ({kind.__name__})'}, "
+                         f"got {value!r}.") from None
+    return str(value)
+
+
+def to_argv(obj: Any) -> list[str]:
+    """The command-line arguments that reproduce `obj` (fields at their default are left out)."""
+    argv: list[str] = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if value is None or value == f.default:
+            continue
+        if isinstance(value, bool):
+            argv.append(f"--{f.name}" if value else f"--no-{f.name}")
+        else:
+            argv += [f"--{f.name}", str(value)]
+    return argv
 
 
 @dataclass
@@ -29,24 +172,26 @@ class TrainOptions:
     )
     vocab: str | None = field(default=None, metadata=opt("vocabulary to train with (default: the base folder's)"))
     language: str = field(default="en", metadata=opt("language code of the dataset"))
-    num_epochs: int = field(default=10, metadata=opt("epochs to train in total"))
-    batch_size: int = field(default=2, metadata=opt("samples per batch"))
-    grad_accum: int = field(default=1, metadata=opt("batches per optimizer update", "--grad_acumm"))
-    lr: float = field(default=5e-6, metadata=opt("learning rate"))
-    save_step: int = field(default=1000, metadata=opt("save a checkpoint every N optimizer updates"))
+    num_epochs: int = field(default=10, metadata=opt("epochs to train in total", low=1, high=100_000))
+    batch_size: int = field(default=2, metadata=opt("samples per batch", low=1, high=1024))
+    grad_accum: int = field(default=1, metadata=opt("batches per optimizer update", "--grad_acumm", low=1, high=1024))
+    lr: float = field(default=5e-6, metadata=opt("learning rate", low=1e-12, high=1.0))
+    save_step: int = field(default=1000, metadata=opt("save a checkpoint every N optimizer updates", low=1))
     max_steps: int | None = field(
-        default=None, metadata=opt("stop after N optimizer updates in total (counting the checkpoint's)")
+        default=None, metadata=opt("stop after N optimizer updates in total (counting the checkpoint's)", low=0)
     )
-    seed: int = field(default=1, metadata=opt("training seed"))
-    num_workers: int = field(default=0, metadata=opt("data loader worker processes"))
+    seed: int = field(default=1, metadata=opt("training seed", low=0, high=2**32 - 1))
+    num_workers: int = field(default=0, metadata=opt("data loader worker processes", low=0, high=64))
     restart: bool = field(
         default=False, metadata=opt("use a training checkpoint's weights only: fresh optimizer, step 0")
     )
-    max_audio_length: float = field(default=11.0, metadata=opt("longest training clip in seconds"))
-    keep_checkpoints: int = field(default=2, metadata=opt("newest checkpoints to keep (the best is kept besides)"))
+    max_audio_length: float = field(default=11.0, metadata=opt("longest training clip in seconds", low=0.5,
+                                                               high=60.0))
+    keep_checkpoints: int = field(default=2, metadata=opt("newest checkpoints to keep (the best is kept besides)",
+                                                          low=1, high=1000))
     mixed_precision: bool = field(default=False, metadata=opt("fp16/bf16 training on a GPU"))
     print_step: int = field(
-        default=25, metadata=opt("print training stats every N batches (--debug: every batch)", ui=False)
+        default=25, metadata=opt("print training stats every N batches (--debug: every batch)", ui=False, low=1)
     )
     debug: bool = field(default=False, metadata=opt("show tracebacks and the trainer's debug output", ui=False))
     run_name: str = field(default="GPT_XTTS_FT", metadata=opt("prefix of new run folder names", ui=False))
@@ -59,66 +204,21 @@ class TrainOptions:
         for name in ("train_csv", "eval_csv", "output_path"):
             if not getattr(self, name):
                 raise ValueError(f"--{name} is required.")
-        positive = ("num_epochs", "batch_size", "grad_accum", "save_step", "keep_checkpoints", "print_step")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}.")
-        if self.max_steps is not None and self.max_steps < 0:
-            raise ValueError(f"--max_steps must be 0 or more, got {self.max_steps}.")
-        if self.num_workers < 0:
-            raise ValueError(f"--num_workers must be 0 or more, got {self.num_workers}.")
-        if not self.lr > 0:
-            raise ValueError(f"--lr must be positive, got {self.lr}.")
-        if not self.max_audio_length > 0:
-            raise ValueError(f"--max_audio_length must be positive (seconds), got {self.max_audio_length}.")
+        check_ranges(self)
         if self.restart and not self.custom_model:
             raise ValueError("--restart needs --custom_model: the checkpoint whose weights to start over from.")
+        if not self.run_name.strip() or any(s in self.run_name for s in ("/", "\\", "..")):
+            raise ValueError(f"--run_name '{self.run_name}' must be a plain folder-name prefix (no '/', '\\' "
+                             f"or '..').")
         out = Path(self.output_path)
         if out.exists() and not out.is_dir():
             raise ValueError(f"--output_path {out} is a file: pass a folder.")
 
     def to_argv(self) -> list[str]:
         """The command-line arguments that reproduce these options (for launching the CLI as a subprocess)."""
-        argv: list[str] = []
-        defaults = TrainOptions()
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is None or value == getattr(defaults, f.name):
-                continue
-            if isinstance(value, bool):
-                argv.append(f"--{f.name}")
-            else:
-                argv += [f"--{f.name}", str(value)]
-        return argv
+        return to_argv(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainOptions:
         """Build from a JSON-like dict, refusing unknown keys by name."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"Unknown training option(s): {', '.join(unknown)}.")
-        return cls(**values)
-
-
-def _value_type(f: dataclasses.Field) -> type:
-    kind = str(f.type)
-    for name, t in (("int", int), ("float", float), ("bool", bool)):
-        if kind.startswith(name):
-            return t
-    return str
-
-
-def add_options(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per TrainOptions field (with its aliases) to `parser`."""
-    for f in dataclasses.fields(TrainOptions):
-        flags = [f"--{f.name}", *f.metadata["aliases"]]
-        kind = _value_type(f)
-        if kind is bool:
-            parser.add_argument(*flags, dest=f.name, action="store_true", help=f.metadata["help"])
-        else:
-            parser.add_argument(*flags, dest=f.name, type=kind, default=f.default, help=f.metadata["help"])
-
-
-def options_from_namespace(ns: argparse.Namespace) -> TrainOptions:
-    return TrainOptions(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(TrainOptions)})
+        return from_dict(cls, values, "training")

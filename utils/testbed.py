@@ -8,14 +8,14 @@ voice it produces is noise: this is a pipeline check, not a model.
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from utils.formatter import SAMPLE_RATE
+from utils.data.folder import write_csv
+from utils.xtts import CLIPS_DIR, COQUI_LANGUAGES, EVAL_CSV, LANG_FILE, OUTPUT_SAMPLE_RATE, SAMPLE_RATE, TRAIN_CSV
 
 SENTENCES = [
     "the quick brown fox jumps over the lazy dog.",
@@ -31,7 +31,7 @@ SENTENCES = [
     "he painted the fence green and the door bright red.",
     "music drifted from the open window across the street.",
 ]
-LANGUAGES = ["en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar", "zh", "hu", "ko", "ja", "hi"]
+LANGUAGES = list(COQUI_LANGUAGES)
 SPECIAL_TOKENS = ["[STOP]", "[UNK]", "[SPACE]"]
 
 
@@ -72,7 +72,7 @@ def tiny_model_args(num_text_tokens: int) -> dict:
         "gpt_use_masking_gt_prompt_approach": True,
         "gpt_use_perceiver_resampler": True,
         "input_sample_rate": SAMPLE_RATE,
-        "output_sample_rate": 24000,
+        "output_sample_rate": OUTPUT_SAMPLE_RATE,
         "output_hop_length": 256,
         "decoder_input_dim": 64,
         "d_vector_dim": 512,
@@ -180,22 +180,19 @@ def build_dataset(folder: Path, *, clips: int = 10, eval_clips: int = 2, seed: i
     import soundfile as sf
 
     folder = Path(folder)
-    (folder / "wavs").mkdir(parents=True, exist_ok=True)
+    (folder / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     low, high = seconds
     rows, paths = [], []
     for i in range(clips):
-        rel = f"wavs/clip_{i:03d}.wav"
+        rel = f"{CLIPS_DIR}/clip_{i:03d}.wav"
         sf.write(folder / rel, synth_clip(low + (high - low) * rng.random(), seed=seed * 1000 + i), SAMPLE_RATE)
         words = text or " ".join(SENTENCES[(i * sentences_per_clip + j) % len(SENTENCES)]
                                  for j in range(sentences_per_clip))
         rows.append((rel, words, "speaker"))
         paths.append(folder / rel)
-    train_csv, eval_csv = folder / "metadata_train.csv", folder / "metadata_eval.csv"
-    for path, part in ((train_csv, rows[eval_clips:]), (eval_csv, rows[:eval_clips])):
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, delimiter="|", lineterminator="\n")
-            writer.writerow(["audio_file", "text", "speaker_name"])
-            writer.writerows(part)
-    (folder / "lang.txt").write_text("en\n")
+    train_csv, eval_csv = folder / TRAIN_CSV, folder / EVAL_CSV
+    write_csv(train_csv, rows[eval_clips:])
+    write_csv(eval_csv, rows[:eval_clips])
+    (folder / LANG_FILE).write_text("en\n")
     return TinyDataset(folder, train_csv, eval_csv, paths)

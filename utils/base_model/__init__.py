@@ -1,0 +1,1 @@
+"""The XTTS-v2 base model: its folder checked file by file, and its download."""

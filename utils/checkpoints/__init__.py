@@ -1,0 +1,1 @@
+"""Checkpoint files: keys and names, the structure reader, safe reads, classification and listing, durable writes."""

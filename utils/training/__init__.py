@@ -1,0 +1,1 @@
+"""Training: plan a start from a checkpoint's content, the run folder, progress events, the trainer, the CLI."""

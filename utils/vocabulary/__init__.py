@@ -1,0 +1,1 @@
+"""Text vocabularies: the tokenizer, extending a vocabulary, expanding a model's text rows."""

@@ -1,0 +1,1 @@
+"""A trained voice: export it as a standalone XTTS model folder, load it, and synthesise speech with it."""

@@ -1,0 +1,78 @@
+"""The WebUI's named API endpoints, for `gradio_client`.
+
+    /list_checkpoints   folder (str)           -> list of checkpoint dicts (path, step, epoch, mode, ...)
+    /start_training     options (dict)         -> job status (accepted, error, state, step, total, ...)
+    /training_status    -                      -> job status
+    /stop_training      -                      -> job status (SIGTERM: the trainer saves, then exits 0)
+
+Each returns JSON on every path; a refusal is a dict with an `error` sentence (for /list_checkpoints,
+`{"error": ...}` instead of the list).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from utils.webui.context import ANTICIPATED, WebUIContext
+
+
+def register(ctx: WebUIContext) -> None:
+    """Add the four endpoints to the Blocks being built."""
+
+    def list_checkpoints(folder: str) -> list[dict[str, Any]] | dict[str, Any]:
+        """Every complete checkpoint under a folder, newest first.
+
+        Args:
+            folder: a folder to search recursively (usually the output folder)
+        """
+        return api_list_checkpoints(ctx, folder)
+
+    def start_training(options: dict[str, Any]) -> dict[str, Any]:
+        """Start `python utils/gpt_train.py` with these options unless a job is running.
+
+        Args:
+            options: the CLI's options by name (train_csv, eval_csv, output_path, custom_model, max_steps, ...)
+        """
+        return api_start_training(ctx, options)
+
+    def training_status() -> dict[str, Any]:
+        """The job's state, step, total, last losses and newest checkpoint."""
+        return ctx.jobs.status()
+
+    def stop_training() -> dict[str, Any]:
+        """Ask the running job to save a checkpoint and stop."""
+        return ctx.jobs.stop()
+
+    for fn in (list_checkpoints, start_training, training_status, stop_training):
+        gr.api(fn, api_name=fn.__name__, concurrency_limit=None)
+
+
+def api_list_checkpoints(ctx: WebUIContext, folder: str | None) -> list[dict[str, Any]] | dict[str, Any]:
+    from utils.checkpoints.classify import list_checkpoints
+
+    try:
+        if not folder or not str(folder).strip():
+            raise ValueError("No folder given: pass the folder to search (usually the output folder).")
+        path = ctx.policy.check(folder, "Folder")
+        if not path.is_dir():
+            raise ValueError(f"Folder {folder} does not exist or is not a folder.")
+        return [{**info.to_dict(), "describe": info.describe()} for info in list_checkpoints(path, ctx.base_vocab())]
+    except ANTICIPATED as e:
+        return {"error": str(e)}
+
+
+def api_start_training(ctx: WebUIContext, options: dict[str, Any] | None) -> dict[str, Any]:
+    """Defaults for what the dict leaves out: the output folder and its dataset's CSVs and language."""
+    try:
+        if not isinstance(options, dict):
+            raise ValueError("options must be a JSON object of the CLI's options, e.g. {\"num_epochs\": 10}.")
+        values = {"output_path": str(ctx.config.output), "language": ctx.dataset_language(),
+                  "train_csv": str(ctx.config.dataset_dir / "metadata_train.csv"),
+                  "eval_csv": str(ctx.config.dataset_dir / "metadata_eval.csv"), **options}
+        if "base_model_dir" not in options and (ctx.config.base_dir / "model.pth").is_file():
+            values["base_model_dir"] = str(ctx.config.base_dir)
+        return ctx.jobs.start(ctx.policy.check_options(values))
+    except ANTICIPATED as e:
+        return {**ctx.jobs.status(), "accepted": False, "error": str(e)}

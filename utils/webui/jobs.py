@@ -1,0 +1,367 @@
+"""The WebUI's training job: one `python utils/gpt_train.py` subprocess at a time, read from its JSON lines.
+
+The job runs the CLI with an argument list (no shell) and outlives any browser: the manager belongs to the
+server, so closing the page changes nothing and opening it again shows the job. Its state comes only from
+the CLI's progress events (`--progress_jsonl`) and its exit status; its console output goes to a log file
+whose tail the page shows. Stopping sends SIGTERM: the CLI saves a resumable checkpoint and exits 0.
+
+Files of a job, beside its runs: `<output_path>/run/webui/train-<time>.jsonl`, `.log` and `.json` (the job's
+record: pid, command, files). A WebUI that restarts while its job still runs finds the job from that record
+(`adopt_running`) and shows and stops it as before; only the exit status is then not its to read.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from utils.options import TrainOptions
+from utils.procinfo import process_start_ticks
+from utils.webui.paths import ROOT
+
+TRAIN_SCRIPT = ROOT / "utils" / "gpt_train.py"
+JOBS_SUBDIR = Path("run") / "webui"
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+ACTIVE = ("starting", "running", "stopping")
+MAX_PLOT_POINTS = 2000
+
+
+def train_command() -> list[str]:
+    """How the CLI is started: this interpreter, unbuffered, running utils/gpt_train.py."""
+    return [sys.executable, "-u", str(TRAIN_SCRIPT)]
+
+
+@dataclass
+class _Progress:
+    """What the progress events of one job say so far."""
+
+    mode: str | None = None
+    run_dir: str | None = None
+    start_step: int | None = None
+    step: int = 0
+    total: int | None = None
+    epoch: int | None = None
+    loss: float | None = None
+    avg_loss: float | None = None
+    eval_loss: float | None = None
+    lr: float | None = None
+    eta_s: float | None = None
+    checkpoint: str | None = None
+    best: str | None = None
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+    end_reason: str | None = None
+    train_points: list[tuple[int, float]] = field(default_factory=list)
+    eval_points: list[tuple[int, float]] = field(default_factory=list)
+    events: int = 0
+
+    def apply(self, event: dict[str, Any]) -> None:
+        self.events += 1
+        kind = event.get("event")
+        for key in ("step", "total", "epoch", "run_dir"):
+            if event.get(key) is not None:
+                setattr(self, key, event[key])
+        if kind == "start":
+            self.mode, self.start_step, self.lr = event.get("mode"), event.get("step"), event.get("lr")
+            self.message = event.get("message", "")
+        elif kind == "update":
+            for key in ("loss", "avg_loss", "lr", "eta_s"):
+                setattr(self, key, event.get(key))
+            if isinstance(event.get("loss"), int | float):
+                self.train_points.append((event["step"], float(event["loss"])))
+        elif kind == "eval" and isinstance(event.get("eval_loss"), int | float):
+            self.eval_loss = float(event["eval_loss"])
+            self.eval_points.append((event["step"], self.eval_loss))
+        elif kind == "checkpoint":
+            self.checkpoint = event.get("path")
+        elif kind == "best":
+            self.best = event.get("path")
+        elif kind == "warning":
+            self.warnings.append(event.get("message", ""))
+        elif kind == "end":
+            self.end_reason = event.get("reason")
+            self.checkpoint = event.get("path") or self.checkpoint
+
+
+class _AdoptedProcess:
+    """A training process an earlier WebUI started, watched by pid. Its exit status is not ours to collect: an
+    `end` event in its progress means it exited 0 (the CLI writes it last), none means it failed."""
+
+    def __init__(self, pid: int, start_ticks: int, progress: _Progress) -> None:
+        self.pid, self.start_ticks, self.progress = pid, start_ticks, progress
+
+    def alive(self) -> bool:
+        return process_start_ticks(self.pid) == self.start_ticks
+
+    def poll(self) -> int | None:
+        if self.alive():
+            return None
+        return 0 if self.progress.end_reason is not None else 1
+
+    def send_signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.alive():
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+            time.sleep(0.2)
+
+
+@dataclass
+class _Job:
+    """One started subprocess and where its files are."""
+
+    proc: subprocess.Popen | _AdoptedProcess
+    argv: list[str]
+    progress_path: Path
+    log_path: Path
+    started: float
+    progress: _Progress = field(default_factory=_Progress)
+    offset: int = 0
+    stop_requested: bool = False
+    ended: float | None = None
+
+
+class TrainingJobs:
+    """Starts, watches and stops the one training subprocess. Safe to call from many threads at once."""
+
+    def __init__(self, command: Sequence[str] | None = None, cwd: Path = ROOT) -> None:
+        self.command = list(command) if command is not None else train_command()
+        self.cwd = cwd
+        self._lock = threading.Lock()
+        self._job: _Job | None = None
+
+    # --- actions ---------------------------------------------------------------------------------------
+    def start(self, opts: TrainOptions) -> dict[str, Any]:
+        """Start the CLI with `opts`, unless a job is running. The status says `accepted` and, if not, why."""
+        with self._lock:
+            if self._job is not None and self._poll(self._job) in ACTIVE:
+                status = self._status(self._job)
+                return {**status, "accepted": False, "error": (
+                    f"A training job is already {status['state']} (pid {status['pid']}, update {status['step']}"
+                    f"/{status['total'] or '?'}): stop it before starting another.")}
+            try:
+                check_start(opts)
+                job = self._spawn(opts)
+            except (ValueError, OSError) as e:
+                previous = self._status(self._job) if self._job else idle_status()
+                return {**previous, "accepted": False, "error": str(e)}
+            self._job = job
+            return {**self._status(job), "accepted": True, "error": None}
+
+    def stop(self) -> dict[str, Any]:
+        """Ask the running job to save a checkpoint and stop (SIGTERM); it exits 0 after saving."""
+        with self._lock:
+            job = self._job
+            if job is None or self._poll(job) not in ACTIVE:
+                status = self._status(job) if job else idle_status()
+                return {**status, "accepted": False, "error": "No training job is running."}
+            if not job.stop_requested:
+                job.stop_requested = True
+                job.proc.send_signal(signal.SIGTERM)
+            return {**self._status(job), "accepted": True, "error": None}
+
+    def status(self) -> dict[str, Any]:
+        """State, step, total, last losses, newest checkpoint, run folder, message (JSON-ready)."""
+        with self._lock:
+            return self._status(self._job) if self._job else idle_status()
+
+    def history(self) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """(train losses, eval losses) as (update, loss) pairs, thinned to at most MAX_PLOT_POINTS each."""
+        with self._lock:
+            if self._job is None:
+                return [], []
+            self._read_events(self._job)
+            return _thin(self._job.progress.train_points), _thin(self._job.progress.eval_points)
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the job's console output, colour codes removed."""
+        with self._lock:
+            return "" if self._job is None else _tail(self._job.log_path, lines)
+
+    def adopt_running(self, output_path: Path) -> bool:
+        """Take over a job still running from an earlier WebUI on `output_path` (found by its job record), unless
+        this manager already has one. True if one was adopted."""
+        with self._lock:
+            if self._job is not None:
+                return False
+            for record in sorted((Path(output_path) / JOBS_SUBDIR).glob("train-*.json"), reverse=True):
+                try:
+                    info = json.loads(record.read_text())
+                    pid, ticks = int(info["pid"]), int(info["start_ticks"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue  # a record being written or not ours: the next one
+                if process_start_ticks(pid) != ticks:
+                    continue
+                progress = _Progress()
+                job = _Job(_AdoptedProcess(pid, ticks, progress), list(info["argv"]), Path(info["progress"]),
+                           Path(info["log"]), float(info["started"]), progress)
+                self._read_events(job)
+                self._job = job
+                return True
+            return False
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the job ends (for scripts and tests); returns its status."""
+        job = self._job
+        if job is not None:
+            job.proc.wait(timeout)
+        return self.status()
+
+    # --- internals -------------------------------------------------------------------------------------
+    def _spawn(self, opts: TrainOptions) -> _Job:
+        folder = Path(opts.output_path) / JOBS_SUBDIR
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = "train-" + datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+        progress_path, log_path = folder / f"{stem}.jsonl", folder / f"{stem}.log"
+        progress_path.touch()
+        argv = [*self.command, *opts.to_argv(), "--progress_jsonl", str(progress_path)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(argv, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, env=env)
+        job = _Job(proc, argv, progress_path, log_path, time.time())
+        record = {"pid": proc.pid, "start_ticks": process_start_ticks(proc.pid), "argv": argv,
+                  "progress": str(progress_path), "log": str(log_path), "started": job.started}
+        tmp = folder / f"{stem}.json.tmp"
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, folder / f"{stem}.json")
+        return job
+
+    def _poll(self, job: _Job) -> str:
+        self._read_events(job)
+        code = job.proc.poll()
+        if code is None:
+            if job.stop_requested:
+                return "stopping"
+            return "running" if job.progress.mode is not None else "starting"
+        if job.ended is None:
+            job.ended = time.time()
+            self._read_events(job)
+            code = job.proc.poll()  # an adopted job's status comes from the events just read
+        if code == 0:
+            stopped = job.stop_requested or "stop" in (job.progress.end_reason or "")
+            return "stopped" if stopped else "finished"
+        if job.stop_requested and code == -signal.SIGTERM:
+            return "stopped"  # stopped while Python was still starting: nothing had been trained yet
+        return "failed"
+
+    def _read_events(self, job: _Job) -> None:
+        try:
+            with open(job.progress_path, "rb") as f:
+                f.seek(job.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next read
+        job.offset += len(complete)
+        for line in complete.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                job.progress.apply(event)
+
+    def _status(self, job: _Job) -> dict[str, Any]:
+        state = self._poll(job)
+        p = job.progress
+        code = job.proc.poll()
+        return {
+            "state": state, "running": state in ACTIVE, "pid": job.proc.pid,
+            "returncode": None if isinstance(job.proc, _AdoptedProcess) else code,  # not ours to read
+            "mode": p.mode, "run_dir": p.run_dir, "start_step": p.start_step, "step": p.step, "total": p.total,
+            "epoch": p.epoch, "loss": p.loss, "avg_loss": p.avg_loss, "eval_loss": p.eval_loss, "lr": p.lr,
+            "eta_s": p.eta_s if state in ACTIVE else None, "checkpoint": p.checkpoint, "best_checkpoint": p.best,
+            "message": _message(state, job, code), "warnings": list(p.warnings), "events": p.events,
+            "started": job.started, "ended": job.ended, "log_file": str(job.log_path),
+            "progress_file": str(job.progress_path), "command": list(job.argv),
+        }
+
+
+def idle_status() -> dict[str, Any]:
+    """The status when no job was started since the WebUI started."""
+    return {"state": "idle", "running": False, "pid": None, "returncode": None, "mode": None, "run_dir": None,
+            "start_step": None, "step": 0, "total": None, "epoch": None, "loss": None, "avg_loss": None,
+            "eval_loss": None, "lr": None, "eta_s": None, "checkpoint": None, "best_checkpoint": None,
+            "message": "No training job has been started since the WebUI started.", "warnings": [], "events": 0,
+            "started": None, "ended": None, "log_file": None, "progress_file": None, "command": None}
+
+
+def check_start(opts: TrainOptions) -> None:
+    """Refuse, before any process starts, what the CLI would refuse after loading for a while."""
+    opts.validate()
+    if opts.progress_jsonl:
+        raise ValueError("--progress_jsonl is set by the WebUI for each job: leave it out.")
+    for name in ("train_csv", "eval_csv"):
+        if not Path(getattr(opts, name)).is_file():
+            raise ValueError(f"--{name} {getattr(opts, name)} does not exist: prepare or import a dataset first "
+                             f"(Data tab), or give the CSV's path.")
+    if opts.custom_model and not Path(opts.custom_model).is_file():
+        raise ValueError(f"Checkpoint {opts.custom_model} does not exist: pick one in the list or check the path.")
+    if opts.base_model_dir and not Path(opts.base_model_dir).is_dir():
+        raise ValueError(f"Base model folder {opts.base_model_dir} does not exist: give the folder holding "
+                         f"model.pth, config.json, vocab.json, dvae.pth and mel_stats.pth, or choose the download.")
+    if opts.vocab and not Path(opts.vocab).is_file():
+        raise ValueError(f"Vocabulary {opts.vocab} does not exist: build one on the Vocabulary tab or clear the box.")
+
+
+def _message(state: str, job: _Job, code: int | None) -> str:
+    p = job.progress
+    if state == "starting":
+        return "Starting: loading the base model and the dataset..."
+    if state == "stopping":
+        return "Stop requested: the trainer saves a checkpoint at the next update, then exits."
+    if state == "running":
+        return p.message
+    if state == "failed" and isinstance(job.proc, _AdoptedProcess):
+        reason = _error_line(job.log_path) or "it ended without its final event (killed?); see the log below."
+        return f"Training (pid {job.proc.pid}, started before the WebUI restarted) failed: {reason}"
+    if state == "failed":
+        reason = _error_line(job.log_path) or (f"killed by signal {-code}" if code and code < 0 else "")
+        return f"Training failed (exit status {code}): {reason or 'see the log below.'}"
+    last = Path(p.checkpoint).name if p.checkpoint else "no checkpoint"
+    if state == "stopped":
+        return f"Stopped at update {p.step}; saved {last}. Pick it to resume."
+    return f"Finished ({p.end_reason or 'completed'}) at update {p.step}; last checkpoint {last}."
+
+
+def _error_line(log_path: Path) -> str:
+    """The CLI's one-sentence error (the last 'Error: ...' line), else the last line of its output."""
+    lines = [line.strip() for line in _tail(log_path, 60).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error:")]
+    return (errors[-1].removeprefix("Error:").strip() if errors else lines[-1]) if lines else ""
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    text = ANSI.sub("", text).replace("\r\n", "\n")
+    rows = [row.rsplit("\r", 1)[-1] for row in text.split("\n")]  # progress bars redraw with \r
+    return "\n".join(rows[-lines:]).strip("\n")
+
+
+def _thin(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    if len(points) <= MAX_PLOT_POINTS:
+        return list(points)
+    stride = len(points) / MAX_PLOT_POINTS
+    return [points[int(i * stride)] for i in range(MAX_PLOT_POINTS - 1)] + [points[-1]]
