@@ -17,9 +17,9 @@ class Event:
     """Fields every event has: where training stood when it happened."""
 
     kind: ClassVar[str] = ""
-    step: int  # optimizer updates applied
-    total: int | None  # updates the run will have when it completes
-    epoch: int | None
+    step: int = 0  # optimizer updates applied
+    total: int | None = None  # updates the run will have when it completes
+    epoch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         fields = {k: v for k, v in dataclasses.asdict(self).items() if v is not None or k not in self.omit_if_none}
@@ -45,6 +45,7 @@ class UpdateEvent(Event):
     avg_loss_text_ce: float | None = None
     avg_loss_mel_ce: float | None = None
     lr: float | None = None
+    eta_s: float | None = None  # seconds to the end at the rate so far (set by EventLog)
 
 
 @dataclass
@@ -111,13 +112,13 @@ class EventLog:
         self.first_step: int | None = None
 
     def __call__(self, event: Event) -> None:
-        line = {"time": round(time.time(), 3), **event.to_dict()}
         if isinstance(event, UpdateEvent):
             if self.first_step is None:
                 self.first_step = event.step - 1
             done = event.step - self.first_step
             rate = (time.time() - self.started) / max(done, 1)
-            line["eta_s"] = round(rate * max((event.total or 0) - event.step, 0), 1)
+            event.eta_s = round(rate * max((event.total or 0) - event.step, 0), 1)
+        line = {"time": round(time.time(), 3), **event.to_dict()}
         text = json.dumps(line, default=str)
         for path in self.paths:
             with open(path, "a") as f:

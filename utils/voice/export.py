@@ -78,7 +78,7 @@ def export_model(
     vocab_path = find_vocab(checkpoint, data, Path(vocab) if vocab else None)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = xtts_config_dict(data.get(KEY_CONFIG) or {})
-    config["model_args"]["tokenizer_file"] = "vocab.json"
+    config["model_args"]["tokenizer_file"] = VOCAB_FILE
     state = {
         KEY_CONFIG: config,
         KEY_MODEL: xtts_weights(data[KEY_MODEL]),

@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from utils.webui.context import ANTICIPATED, WebUIContext
+from utils.xtts import EVAL_CSV, MODEL_FILE, TRAIN_CSV
 
 
 def register(ctx: WebUIContext) -> None:
@@ -69,9 +70,9 @@ def api_start_training(ctx: WebUIContext, options: dict[str, Any] | None) -> dic
         if not isinstance(options, dict):
             raise ValueError("options must be a JSON object of the CLI's options, e.g. {\"num_epochs\": 10}.")
         values = {"output_path": str(ctx.config.output), "language": ctx.dataset_language(),
-                  "train_csv": str(ctx.config.dataset_dir / "metadata_train.csv"),
-                  "eval_csv": str(ctx.config.dataset_dir / "metadata_eval.csv"), **options}
-        if "base_model_dir" not in options and (ctx.config.base_dir / "model.pth").is_file():
+                  "train_csv": str(ctx.config.dataset_dir / TRAIN_CSV),
+                  "eval_csv": str(ctx.config.dataset_dir / EVAL_CSV), **options}
+        if "base_model_dir" not in options and (ctx.config.base_dir / MODEL_FILE).is_file():
             values["base_model_dir"] = str(ctx.config.base_dir)
         return ctx.jobs.start(ctx.policy.check_options(values))
     except ANTICIPATED as e:

@@ -14,6 +14,7 @@ from typing import Any
 from utils.errors import UserInputError
 from utils.webui.jobs import TrainingJobs
 from utils.webui.paths import PathPolicy, WebUIConfig
+from utils.xtts import EVAL_CSV, LANG_FILE, MODEL_FILE, TRAIN_CSV, VOCAB_FILE
 
 # What a handler shows as a sentence on the page: the user's input is wrong (UserInputError: CheckpointError,
 # DatasetError, PathRefused, ...), a value refused (ValueError) or a file that cannot be read or written (OSError).
@@ -60,11 +61,11 @@ class WebUIContext:
 
     def base_vocab(self, base_dir: str | Path | None = None) -> Path | None:
         """The base folder's vocab.json, when it is there."""
-        vocab = Path(base_dir or self.config.base_dir) / "vocab.json"
+        vocab = Path(base_dir or self.config.base_dir) / VOCAB_FILE
         return vocab if vocab.is_file() else None
 
     def dataset_language(self, default: str = "en") -> str:
-        lang = self.config.dataset_dir / "lang.txt"
+        lang = self.config.dataset_dir / LANG_FILE
         return (lang.read_text(encoding="utf-8").strip() if lang.is_file() else "") or default
 
 
@@ -119,7 +120,7 @@ def dataset_clips(dataset_dir: Path, limit: int = 500) -> list[tuple[str, str]]:
     from utils.data.metadata import read_metadata
 
     clips: list[tuple[str, str]] = []
-    for name in ("metadata_train.csv", "metadata_eval.csv"):
+    for name in (TRAIN_CSV, EVAL_CSV):
         csv_path = dataset_dir / name
         if not csv_path.is_file():
             continue
@@ -137,6 +138,6 @@ def dataset_clips(dataset_dir: Path, limit: int = 500) -> list[tuple[str, str]]:
 def model_choices(config: WebUIConfig) -> list[tuple[str, str]]:
     """Choices for the Test and Export tabs: the export folder (if any), then every checkpoint."""
     choices = []
-    if (config.export_dir / "model.pth").is_file():
+    if (config.export_dir / MODEL_FILE).is_file():
         choices.append((f"Export: {config.export_dir}", str(config.export_dir)))
     return choices + checkpoint_choices(config.output)[0]

@@ -12,6 +12,7 @@ record: pid, command, files). A WebUI that restarts while its job still runs fin
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -26,8 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from utils.fsio import write_json_atomic
 from utils.options import TrainOptions
 from utils.procinfo import process_start_ticks
+from utils.training.events import (
+    BestEvent,
+    CheckpointEvent,
+    EndEvent,
+    EvalEvent,
+    StartEvent,
+    UpdateEvent,
+    WarningEvent,
+    event_from_dict,
+)
 from utils.webui.paths import ROOT
 
 TRAIN_SCRIPT = ROOT / "utils" / "gpt_train.py"
@@ -35,6 +47,40 @@ JOBS_SUBDIR = Path("run") / "webui"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 ACTIVE = ("starting", "running", "stopping")
 MAX_PLOT_POINTS = 2000
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A training job as the page and the API see it (`/training_status` returns `to_dict()`)."""
+
+    state: str  # idle, starting, running, stopping, finished, stopped, failed
+    running: bool
+    message: str
+    pid: int | None = None
+    returncode: int | None = None
+    mode: str | None = None
+    run_dir: str | None = None
+    start_step: int | None = None
+    step: int = 0
+    total: int | None = None
+    epoch: int | None = None
+    loss: float | None = None
+    avg_loss: float | None = None
+    eval_loss: float | None = None
+    lr: float | None = None
+    eta_s: float | None = None
+    checkpoint: str | None = None
+    best_checkpoint: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    events: int = 0
+    started: float | None = None
+    ended: float | None = None
+    log_file: str | None = None
+    progress_file: str | None = None
+    command: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def train_command() -> list[str]:
@@ -66,32 +112,35 @@ class _Progress:
     eval_points: list[tuple[int, float]] = field(default_factory=list)
     events: int = 0
 
-    def apply(self, event: dict[str, Any]) -> None:
+    def apply(self, line: dict[str, Any]) -> None:
+        """Take in one progress.jsonl line (an event record; unknown kinds only count)."""
         self.events += 1
-        kind = event.get("event")
-        for key in ("step", "total", "epoch", "run_dir"):
-            if event.get(key) is not None:
-                setattr(self, key, event[key])
-        if kind == "start":
-            self.mode, self.start_step, self.lr = event.get("mode"), event.get("step"), event.get("lr")
-            self.message = event.get("message", "")
-        elif kind == "update":
-            for key in ("loss", "avg_loss", "lr", "eta_s"):
-                setattr(self, key, event.get(key))
-            if isinstance(event.get("loss"), int | float):
-                self.train_points.append((event["step"], float(event["loss"])))
-        elif kind == "eval" and isinstance(event.get("eval_loss"), int | float):
-            self.eval_loss = float(event["eval_loss"])
-            self.eval_points.append((event["step"], self.eval_loss))
-        elif kind == "checkpoint":
-            self.checkpoint = event.get("path")
-        elif kind == "best":
-            self.best = event.get("path")
-        elif kind == "warning":
-            self.warnings.append(event.get("message", ""))
-        elif kind == "end":
-            self.end_reason = event.get("reason")
-            self.checkpoint = event.get("path") or self.checkpoint
+        event = event_from_dict(line)
+        if event is None:
+            return
+        for key in ("step", "total", "epoch"):
+            if getattr(event, key) is not None:
+                setattr(self, key, getattr(event, key))
+        if getattr(event, "run_dir", None):
+            self.run_dir = event.run_dir
+        if isinstance(event, StartEvent):
+            self.mode, self.start_step, self.lr, self.message = event.mode, event.step, event.lr, event.message
+        elif isinstance(event, UpdateEvent):
+            self.loss, self.avg_loss, self.lr, self.eta_s = event.loss, event.avg_loss, event.lr, event.eta_s
+            if isinstance(event.loss, int | float):
+                self.train_points.append((event.step, float(event.loss)))
+        elif isinstance(event, EvalEvent) and isinstance(event.eval_loss, int | float):
+            self.eval_loss = float(event.eval_loss)
+            self.eval_points.append((event.step, self.eval_loss))
+        elif isinstance(event, CheckpointEvent):
+            self.checkpoint = event.path
+        elif isinstance(event, BestEvent):
+            self.best = event.path
+        elif isinstance(event, WarningEvent):
+            self.warnings.append(event.message)
+        elif isinstance(event, EndEvent):
+            self.end_reason = event.reason
+            self.checkpoint = event.path or self.checkpoint
 
 
 class _AdoptedProcess:
@@ -237,9 +286,7 @@ class TrainingJobs:
         job = _Job(proc, argv, progress_path, log_path, time.time())
         record = {"pid": proc.pid, "start_ticks": process_start_ticks(proc.pid), "argv": argv,
                   "progress": str(progress_path), "log": str(log_path), "started": job.started}
-        tmp = folder / f"{stem}.json.tmp"
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, folder / f"{stem}.json")
+        write_json_atomic(folder / f"{stem}.json", record, indent=1)
         return job
 
     def _poll(self, job: _Job) -> str:
@@ -281,25 +328,21 @@ class TrainingJobs:
         state = self._poll(job)
         p = job.progress
         code = job.proc.poll()
-        return {
-            "state": state, "running": state in ACTIVE, "pid": job.proc.pid,
-            "returncode": None if isinstance(job.proc, _AdoptedProcess) else code,  # not ours to read
-            "mode": p.mode, "run_dir": p.run_dir, "start_step": p.start_step, "step": p.step, "total": p.total,
-            "epoch": p.epoch, "loss": p.loss, "avg_loss": p.avg_loss, "eval_loss": p.eval_loss, "lr": p.lr,
-            "eta_s": p.eta_s if state in ACTIVE else None, "checkpoint": p.checkpoint, "best_checkpoint": p.best,
-            "message": _message(state, job, code), "warnings": list(p.warnings), "events": p.events,
-            "started": job.started, "ended": job.ended, "log_file": str(job.log_path),
-            "progress_file": str(job.progress_path), "command": list(job.argv),
-        }
+        return JobStatus(
+            state=state, running=state in ACTIVE, message=_message(state, job, code), pid=job.proc.pid,
+            returncode=None if isinstance(job.proc, _AdoptedProcess) else code,  # not ours to read
+            mode=p.mode, run_dir=p.run_dir, start_step=p.start_step, step=p.step, total=p.total, epoch=p.epoch,
+            loss=p.loss, avg_loss=p.avg_loss, eval_loss=p.eval_loss, lr=p.lr,
+            eta_s=p.eta_s if state in ACTIVE else None, checkpoint=p.checkpoint, best_checkpoint=p.best,
+            warnings=list(p.warnings), events=p.events, started=job.started, ended=job.ended,
+            log_file=str(job.log_path), progress_file=str(job.progress_path), command=list(job.argv),
+        ).to_dict()
 
 
 def idle_status() -> dict[str, Any]:
     """The status when no job was started since the WebUI started."""
-    return {"state": "idle", "running": False, "pid": None, "returncode": None, "mode": None, "run_dir": None,
-            "start_step": None, "step": 0, "total": None, "epoch": None, "loss": None, "avg_loss": None,
-            "eval_loss": None, "lr": None, "eta_s": None, "checkpoint": None, "best_checkpoint": None,
-            "message": "No training job has been started since the WebUI started.", "warnings": [], "events": 0,
-            "started": None, "ended": None, "log_file": None, "progress_file": None, "command": None}
+    return JobStatus(state="idle", running=False,
+                     message="No training job has been started since the WebUI started.").to_dict()
 
 
 def check_start(opts: TrainOptions) -> None:

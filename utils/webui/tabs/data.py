@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from utils.webui.context import ANTICIPATED, WebUIContext, error_text
+from utils.xtts import EVAL_CSV, TRAIN_CSV
 
 FORMATS = ("auto", "ljspeech", "coqui")
 
@@ -52,7 +53,7 @@ def dataset_status(ctx: WebUIContext) -> str:
 
     folder = ctx.config.dataset_dir
     try:
-        counts = [len(read_metadata(folder / n)) for n in ("metadata_train.csv", "metadata_eval.csv")]
+        counts = [len(read_metadata(folder / n)) for n in (TRAIN_CSV, EVAL_CSV)]
     except ValueError:
         return f"No usable dataset in `{folder}` yet."
     return f"Dataset: {counts[0]} train and {counts[1]} eval lines, language {ctx.dataset_language('?')}."
@@ -61,7 +62,7 @@ def dataset_status(ctx: WebUIContext) -> str:
 def _report_with_check(ctx: WebUIContext, summary_text: str) -> str:
     from utils.data.validate import validate_dataset
 
-    report = validate_dataset(ctx.config.dataset_dir / "metadata_train.csv", vocab_path=ctx.base_vocab())
+    report = validate_dataset(ctx.config.dataset_dir / TRAIN_CSV, vocab_path=ctx.base_vocab())
     return f"{summary_text}\n\n{report.format()}"
 
 
@@ -112,7 +113,7 @@ def import_existing(ctx: WebUIContext, source, fmt, language, progress=gr.Progre
 def check_dataset(ctx: WebUIContext):
     """(report, status): the validation report of the dataset (with the base vocabulary, when present)."""
     try:
-        if not (Path(ctx.config.dataset_dir) / "metadata_train.csv").is_file():
+        if not (Path(ctx.config.dataset_dir) / TRAIN_CSV).is_file():
             raise ValueError(f"No dataset in {ctx.config.dataset_dir} yet: transcribe recordings or import one.")
         return _report_with_check(ctx, "").strip(), dataset_status(ctx)
     except ANTICIPATED as e:

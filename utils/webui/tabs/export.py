@@ -9,6 +9,7 @@ import gradio as gr
 
 from utils.webui.context import ANTICIPATED, WebUIContext, error_text, size_text
 from utils.webui.tabs.test import model_picker, reference_picker
+from utils.xtts import MODEL_FILE
 
 
 def build(ctx: WebUIContext) -> None:
@@ -35,7 +36,7 @@ def export_checkpoint(ctx: WebUIContext, choice, path, upload, clip):
         if not source:
             raise ValueError("No checkpoint chosen: pick one or type its path.")
         checkpoint = model_file(ctx.policy.check(source, "Checkpoint"))
-        if checkpoint.resolve() == (ctx.config.export_dir / "model.pth").resolve():
+        if checkpoint.resolve() == (ctx.config.export_dir / MODEL_FILE).resolve():
             raise ValueError(f"{checkpoint} is the export itself: pick the training checkpoint to export.")
         reference = ctx.policy.check(upload or clip, "Reference audio") if (upload or clip) else None
         result = export_model(checkpoint, ctx.config.export_dir, reference_wav=reference, vocab=ctx.base_vocab())

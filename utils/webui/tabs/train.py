@@ -12,6 +12,7 @@ import gradio as gr
 from utils.options import TrainOptions, field_kind, fields_of, range_text
 from utils.webui.context import ANTICIPATED, BASE_CHOICE, WebUIContext, checkpoint_choices, error_text, preselect
 from utils.webui.tabs.train_view import describe_start, loss_frame, option_values, progress_html, start_source
+from utils.xtts import EVAL_CSV, MODEL_FILE, TRAIN_CSV
 
 PICKER_FIELDS = ("custom_model", "restart", "base_model_dir")  # set by the picker and the base-model choice
 PATH_FIELDS = ("train_csv", "eval_csv", "output_path", "vocab")
@@ -38,7 +39,7 @@ def option_names() -> list[str]:
 def option_defaults(ctx: WebUIContext) -> dict[str, Any]:
     defaults = dataclasses.asdict(TrainOptions())
     dataset = ctx.config.dataset_dir
-    defaults.update(train_csv=str(dataset / "metadata_train.csv"), eval_csv=str(dataset / "metadata_eval.csv"),
+    defaults.update(train_csv=str(dataset / TRAIN_CSV), eval_csv=str(dataset / EVAL_CSV),
                     output_path=str(ctx.config.output), language=ctx.dataset_language())
     return defaults
 
@@ -61,7 +62,7 @@ def build(ctx: WebUIContext) -> TrainTab:
     names = option_names()
     fields = fields_of(TrainOptions)
     defaults = option_defaults(ctx)
-    base_complete = (ctx.config.base_dir / "model.pth").is_file()
+    base_complete = (ctx.config.base_dir / MODEL_FILE).is_file()
     with gr.Tab("Train", id="train"):
         gr.Markdown("Train XTTS-v2's GPT on the dataset. Training runs as `python utils/gpt_train.py` beside this "
                     "page: closing the browser does not stop it, and opening the page again shows it.")

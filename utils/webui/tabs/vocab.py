@@ -10,6 +10,7 @@ import gradio as gr
 import pandas as pd
 
 from utils.webui.context import ANTICIPATED, WebUIContext, error_text
+from utils.xtts import TRAIN_CSV, VOCAB_FILE
 
 EXAMPLE_COLUMNS = ["text", "tokens before", "tokens after"]
 
@@ -27,8 +28,8 @@ def build(ctx: WebUIContext) -> VocabTab:
                     "existing token keeps its id, the new script's characters and frequent pairs are added, and "
                     "training expands the model's text rows once. Languages it knows need nothing here.")
         with gr.Row():
-            base = gr.Textbox(str(base_vocab or ctx.config.base_dir / "vocab.json"), label="Base vocabulary")
-            csv = gr.Textbox(str(ctx.config.dataset_dir / "metadata_train.csv"), label="Dataset CSV (its text)")
+            base = gr.Textbox(str(base_vocab or ctx.config.base_dir / VOCAB_FILE), label="Base vocabulary")
+            csv = gr.Textbox(str(ctx.config.dataset_dir / TRAIN_CSV), label="Dataset CSV (its text)")
             lang = gr.Textbox(language, label="Language code", info="am, sw, ...")
         out = gr.Textbox(str(ctx.config.output / "vocab" / f"vocab_{language or 'new'}.json"),
                          label="Write the extended vocabulary to")
