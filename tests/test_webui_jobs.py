@@ -244,8 +244,9 @@ def test_options_from_json_are_coerced_or_refused_by_name(tmp_path):
         coerce(fields_of(TrainOptions)["batch_size"], "two")
     with pytest.raises(ValueError, match="Unknown training option"):
         policy.check_options({"train_csv": "t", "eval_csv": "e", "output_path": "o", "epochs": 3})
-    with pytest.raises(ValueError, match="--run_name"):
-        policy.check_options({"train_csv": "t", "eval_csv": "e", "output_path": "o", "run_name": "../../x"})
+    escaping = policy.check_options({"train_csv": "t", "eval_csv": "e", "output_path": "o", "run_name": "../../x"})
+    with pytest.raises(ValueError, match="--run_name"):  # refused by the one options check, before any job starts
+        check_start(escaping)
 
 
 # --- how a status reads on the page -----------------------------------------------------------------------------

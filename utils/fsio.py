@@ -3,13 +3,12 @@ the sha256 of a file, and fsync of a folder (so a rename survives a power cut)."
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 PARTIAL_SUFFIX = ".tmp"  # a file being written: <name>.tmp, renamed over <name> once complete
 CHUNK_BYTES = 1 << 20
@@ -32,35 +31,8 @@ def fsync_path(path: Path) -> None:
 fsync_file = fsync_folder = fsync_path  # the names say which the caller means
 
 
-@contextlib.contextmanager
-def atomic_writer(path: str | Path, mode: str = "w", *, durable: bool = True, encoding: str | None = "utf-8"
-                  ) -> Iterator[IO[Any]]:
-    """Open `<path>.tmp` for writing; on success rename it over `path` (after fsync when `durable`), on any
-    error remove it and leave `path` as it was."""
-    path = Path(path)
-    tmp = partial_path(path)
-    try:
-        with open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
-            yield f
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if durable:
-        fsync_folder(path.parent)
-
-
 def write_text_atomic(path: str | Path, text: str, *, durable: bool = True) -> None:
-    with atomic_writer(path, durable=durable) as f:
-        f.write(text)
-
-
-def write_bytes_atomic(path: str | Path, data: bytes, *, durable: bool = True) -> None:
-    with atomic_writer(path, "wb", durable=durable) as f:
-        f.write(data)
+    write_atomic_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), durable=durable)
 
 
 def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2, durable: bool = True,

@@ -104,9 +104,5 @@ class PathPolicy:
                 values[name] = None if name not in ("train_csv", "eval_csv", "output_path") else ""
             elif value is not None:
                 values[name] = str(self.check(value, f"--{name}"))
-        run_name = values.get("run_name")
-        if isinstance(run_name, str) and (not run_name.strip() or "/" in run_name or "\\" in run_name
-                                          or ".." in run_name):
-            raise ValueError(f"--run_name '{run_name}' must be a plain folder-name prefix (no '/', '\\' or '..').")
         return TrainOptions.from_dict(values)
 
