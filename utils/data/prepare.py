@@ -14,8 +14,9 @@ from utils.data.errors import DatasetError
 from utils.data.folder import DatasetFolder, DatasetSummary, safe_stem
 from utils.data.options import PrepareOptions
 from utils.data.progress import ProgressCallback, ProgressTracker
-from utils.data.transcribe import Transcriber, xtts_language
+from utils.data.transcribe import Transcriber
 from utils.fsio import file_sha256
+from utils.whisper import xtts_language
 from utils.xtts import CLIPS_DIR, SAMPLE_RATE, TRAIN_CSV
 
 
@@ -52,9 +53,10 @@ def prepare_from_audio(
         if not language:
             raise DatasetError(f"No language given, and the transcriber detected none for {path}: pass --language.")
         dataset.set_language(language)
-        plans, left_out = plan_clips(transcript, min_seconds=options.min_clip_seconds,
-                                     max_seconds=options.max_clip_seconds, padding_seconds=options.padding_seconds,
-                                     duration=len(audio) / SAMPLE_RATE)
+        seconds = len(audio) / SAMPLE_RATE
+        planning = plan_clips(transcript, min_seconds=options.min_clip_seconds, max_seconds=options.max_clip_seconds,
+                              padding_seconds=options.padding_seconds, duration=seconds)
+        plans = planning.clips
         stem = f"{safe_stem(path.stem)}_{digests[path][:8]}"
         rows, max_frames = [], int(options.max_clip_seconds * SAMPLE_RATE)
         for i, plan in enumerate(plans):
@@ -63,7 +65,10 @@ def prepare_from_audio(
             write_clip(dataset.folder / rel, audio[first: min(math.ceil(plan.end * SAMPLE_RATE), first + max_frames)])
             rows.append((rel, plan.text, options.speaker_name))
             summary.seconds_added += plan.seconds
-        summary.left_out += [f"{path.name} {r}" for r in left_out]
+        summary.left_out += [f"{path.name} {r}" for r in planning.left_out]
+        timing = planning.timing.describe(seconds)
+        if timing:
+            summary.left_out.append(f"{path.name}: {timing}")
         if not plans:
             summary.left_out.append(f"{path.name}: no speech long enough for a clip was found")
         dataset.add(rows, options.eval_fraction, options.seed)
