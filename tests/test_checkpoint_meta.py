@@ -125,3 +125,41 @@ def test_legacy_non_zip_files_fall_back_to_a_full_load(tiny_base, tmp_path):
     weights = read_checkpoint(tiny_base / "model.pth")["model"]
     torch.save({"model": dict(weights)}, path, _use_new_zipfile_serialization=False)
     assert classify_checkpoint(path, tiny_base / "vocab.json").mode == "base"
+
+
+class _AsksForGigabytes:
+    def __reduce__(self):
+        return (bytearray, (1_500_000_000,))
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_pickle_that_asks_for_gigabytes_is_refused_before_any_load(tiny_base, tmp_path, legacy):
+    """bytearray(n) is allowed by torch's weights_only loader: the capped reader refuses it first, in both formats
+    (the memory bound itself is shown through the CLI in tests/test_security.py)."""
+    import resource
+
+    path = tmp_path / "hostile.pth"
+    weights = read_checkpoint(tiny_base / "model.pth")["model"]
+    torch.save({"model": dict(weights), "x": _AsksForGigabytes()}, path, pickle_protocol=4,
+               _use_new_zipfile_serialization=not legacy)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for read in (read_checkpoint_meta, read_checkpoint, classify_checkpoint):
+        with pytest.raises(CheckpointError, match=r"hostile\.pth was refused: its structure is not a checkpoint's"):
+            read(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 1_000_000  # KB: nothing near 1.5 GB
+
+
+def test_a_storage_larger_than_its_record_is_refused(tmp_path):
+    import zipfile
+
+    path = tmp_path / "small.pth"
+    torch.save({"model": {"gpt.text_embedding.weight": torch.zeros(4, 2)}}, path)
+    with zipfile.ZipFile(path) as z:
+        entries = {name: z.read(name) for name in z.namelist()}
+    record = next(n for n in entries if "/data/" in n)
+    entries[record] = entries[record][:8]  # 32 bytes declared, 8 there
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    with pytest.raises(CheckpointError, match="declares 32 bytes, its record holds 8"):
+        classify_checkpoint(path)

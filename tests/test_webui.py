@@ -11,59 +11,23 @@ import csv
 import io
 import os
 import re
-import socket
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from webui_server import HARMLESS_CLI, JOB_TIMEOUT_S, client, serve, stop_and_wait
 
 from utils.checkpoints.classify import classify_checkpoint
-from utils.webui.app import build_app, launch
+from utils.webui.app import build_app
 from utils.webui.context import WebUIContext
 from utils.webui.jobs import TrainingJobs
 from utils.webui.paths import WebUIConfig
 
 ARTIFACTS = ROOT / "test-artifacts" / "webui"
-JOB_TIMEOUT_S = 240
-HARMLESS_CLI = [sys.executable, "-c", "pass"]  # for servers whose tests must never train
-
-
-@dataclass
-class Server:
-    url: str
-    ctx: WebUIContext
-    app: object
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def serve(config: WebUIConfig, jobs: TrainingJobs | None = None) -> Server:
-    ctx = WebUIContext.create(config, jobs)
-    app = build_app(ctx)
-    launch(app, config, prevent_thread_lock=True, quiet=True)
-    return Server(f"http://127.0.0.1:{config.port}/", ctx, app)
-
-
-def client(server: Server):
-    from gradio_client import Client
-
-    return Client(server.url, verbose=False, download_files=False)
-
-
-def stop_and_wait(ctx: WebUIContext) -> None:
-    if ctx.jobs.status()["running"]:
-        ctx.jobs.stop()
-        ctx.jobs.wait(JOB_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +46,7 @@ def work(tiny_dataset, reference_run, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(work, tiny_base):
-    s = serve(WebUIConfig(output=work, base_dir=tiny_base, port=free_port()))
+    s = serve(WebUIConfig(output=work, base_dir=tiny_base))
     yield s
     stop_and_wait(s.ctx)
     s.app.close()
@@ -91,8 +55,7 @@ def server(work, tiny_base):
 @pytest.fixture(scope="module")
 def shared_server(work, tiny_base):
     """The same work folder served beyond loopback (0.0.0.0): paths outside the work folders are refused."""
-    s = serve(WebUIConfig(output=work, base_dir=tiny_base, host="0.0.0.0", port=free_port("0.0.0.0")),
-              TrainingJobs(command=HARMLESS_CLI))
+    s = serve(WebUIConfig(output=work, base_dir=tiny_base, host="0.0.0.0"), TrainingJobs(command=HARMLESS_CLI))
     yield s
     s.app.close()
 
@@ -292,7 +255,7 @@ def test_vocabulary_tab_builds_and_previews_an_extension(fresh, tiny_base, tmp_p
         writer.writerows((f"wavs/{i}.wav", t, "s") for i, t in enumerate(texts))
     out = fresh.config.output / "vocab" / "vocab_am.json"
     summary, tokens, examples, path = vocab_tab.extend(fresh, str(tiny_base / "vocab.json"), str(tmp_path / "am.csv"),
-                                                       "am", str(out))
+                                                       "am", "vocab_am", True)
     assert path == str(out) and out.is_file()
     assert "[am]" in tokens and re.search(r"text rows \d+ -> \d+ \(\+\d+\)", summary), summary
     assert len(examples) == 3 and "[UNK]" not in " ".join(examples["tokens after"])

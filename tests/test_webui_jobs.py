@@ -130,8 +130,9 @@ def test_a_restarted_webui_takes_over_the_running_job_and_can_stop_it(jobs, work
     progress and stops it; once the job has ended, there is nothing to take over."""
     started = jobs.start(options(work, max_steps=10_000, save_step=50))
     wait_for(jobs, lambda s: s["step"] >= 2)
-    restarted = TrainingJobs(command=[sys.executable, str(work / "fake_cli.py")], cwd=work)
-    assert restarted.adopt_running(work / "out")
+    restarted = TrainingJobs(command=[sys.executable, str(work / "fake_cli.py")], cwd=work,
+                             folder=work / "out" / "run" / "webui")
+    assert restarted.adopt_running()
     status = wait_for(restarted, lambda s: s["step"] >= 3)
     assert (status["state"], status["pid"], status["mode"]) == ("running", started["pid"], "base")
     assert status["progress_file"] == started["progress_file"] and "--max_steps" in status["command"]
@@ -142,7 +143,7 @@ def test_a_restarted_webui_takes_over_the_running_job_and_can_stop_it(jobs, work
     assert (final["state"], final["returncode"]) == ("stopped", None)  # its exit status belonged to the old WebUI
     assert final["checkpoint"].endswith(f"checkpoint_{final['step']}.pth") and "Stopped at update" in final["message"]
     jobs.wait(30)
-    assert not TrainingJobs().adopt_running(work / "out")
+    assert not TrainingJobs(folder=work / "out" / "run" / "webui").adopt_running()
 
 
 def test_a_job_record_whose_process_is_gone_or_reused_is_not_taken_over(work):
@@ -154,7 +155,7 @@ def test_a_job_record_whose_process_is_gone_or_reused_is_not_taken_over(work):
     (folder / "train-2026-01-01_00-00-00-000000.json").write_text(json.dumps(
         {"pid": os.getpid(), "start_ticks": 1, "argv": [], "progress": "p", "log": "l", "started": 0}))
     (folder / "train-2026-01-02_00-00-00-000000.json").write_text("{not json")
-    assert not TrainingJobs().adopt_running(work / "out")
+    assert not TrainingJobs(folder=folder).adopt_running()
 
 
 def test_a_second_start_while_one_runs_is_refused_with_a_message(jobs, work):

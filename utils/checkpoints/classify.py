@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from utils.checkpoints.keys import (
     text_embedding_key,
 )
 from utils.checkpoints.read import read_checkpoint_meta
+from utils.errors import UserInputError
 from utils.vocabulary.tokenizer import text_token_count, vocab_sha256
 
 
@@ -134,19 +134,50 @@ def classify_checkpoint(path: str | Path, vocab_path: str | Path | None = None) 
     and a vocabulary that differs from the one the weights were trained with -> "extend_vocab"; else "base".
     Reads only the pickled structure and a few scalars (read_checkpoint_meta), so it is fast on multi-GB files."""
     path = Path(path)
-    return info_from_state(path, read_checkpoint_meta(path), vocab_path)
+    data = read_checkpoint_meta(path)
+    try:
+        return info_from_state(path, data, vocab_path)
+    except UserInputError:
+        raise  # the vocabulary's own error, naming it
+    except (ValueError, AttributeError, TypeError, KeyError, IndexError, OverflowError) as e:
+        raise CheckpointError(f"Checkpoint {path} is not an XTTS checkpoint: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else 'a value of the wrong kind'}.") from e
 
 
-def list_checkpoints(folder: str | Path, vocab_path: str | Path | None = None) -> list[CheckpointInfo]:
-    """Every readable checkpoint under `folder` (recursively), newest first. Files still being written carry
-    a `.tmp` suffix and are never listed; unreadable .pth files are skipped."""
+@dataclass
+class UnusableCheckpoint:
+    """A .pth file under a listed folder that cannot be classified, and why: one row of the listing."""
+
+    path: str
+    error: str
+    size_bytes: int
+    mtime: float
+    mode: None = None
+    step: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return self.error
+
+
+def list_checkpoints(folder: str | Path, vocab_path: str | Path | None = None, *,
+                     include_unusable: bool = False) -> list[Any]:
+    """Every readable checkpoint under `folder` (recursively), newest first, as CheckpointInfo. Files still being
+    written carry a `.tmp` suffix and are never listed; a .pth file that cannot be classified is left out, or,
+    with `include_unusable`, listed as an UnusableCheckpoint saying why (the rest of the list is unaffected)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = []
+    found: list[Any] = []
     for path in folder.rglob("*.pth"):
         if not path.is_file() or not is_complete_checkpoint_name(path):
             continue
-        with contextlib.suppress(CheckpointError):
+        try:
             found.append(classify_checkpoint(path, vocab_path))
+        except (CheckpointError, OSError) as e:
+            if include_unusable and path.is_file():  # a file pruned meanwhile is simply gone
+                stat = path.stat()
+                found.append(UnusableCheckpoint(str(path), str(e), stat.st_size, stat.st_mtime))
     return sorted(found, key=lambda i: (i.mtime, i.step), reverse=True)

@@ -6,13 +6,16 @@ object: about half a second per full-size XTTS training checkpoint (~3500 tensor
 `data.pkl` is unpickled, with stand-ins for everything: tensors become TensorMeta (shape, dtype, and where the
 bytes are, so a scalar can be read on demand), objects become ObjectRecord, and no class or function of the
 file's choosing is imported or called. Globals outside what torch's weights_only loader and our coqui config
-allowlist permit are refused, so a file is refused here exactly when a real load would refuse it.
+allowlist permit are refused, so a file is refused here exactly when a real load would refuse it. What the
+file may make us build is capped (its pickle's size, bytearray sizes, storages larger than their records), so a
+small hostile file cannot allocate gigabytes; every full load runs this read first (utils/checkpoints/read.py).
 """
 
 from __future__ import annotations
 
 import collections
 import functools
+import io
 import math
 import pickle
 import zipfile
@@ -24,9 +27,28 @@ import torch
 
 from utils.checkpoints.keys import ALLOWED_CONFIG_NAMES
 
+# What a checkpoint's pickle may make the reader build. A full-size XTTS training checkpoint's data.pkl is about
+# 2 MB; nothing in a checkpoint is a bytearray built from a size (pickle writes bytearray(b"..."), bounded by the
+# pickle itself).
+MAX_PICKLE_BYTES = 32 * 1024 * 1024
+MAX_BUILT_BYTES = 1024 * 1024
+
 
 class RefusedGlobal(pickle.UnpicklingError):
     """The file names a class or function that a weights_only load would refuse."""
+
+
+class RefusedStructure(pickle.UnpicklingError):
+    """The file's structure is not a checkpoint's: it would make a load build more than any checkpoint needs, or
+    its archive holds what torch and this reader would read differently (two pickles, a name twice)."""
+
+
+def _capped_bytearray(source: Any = b"", *args: Any) -> bytearray:
+    """bytearray as a weights_only load rebuilds it, refusing one built from a size (a few bytes of pickle asking
+    for gigabytes)."""
+    if isinstance(source, int) and source > MAX_BUILT_BYTES:
+        raise RefusedStructure(f"bytearray({source}) asks for more than {MAX_BUILT_BYTES} bytes")
+    return bytearray(source, *args)
 
 
 class _Archive:
@@ -114,14 +136,16 @@ def _allowed_globals() -> frozenset[str]:
 
 # Plain value types rebuilt as themselves: pure constructors, no code of the file runs.
 _REAL = {"collections.OrderedDict": collections.OrderedDict, "collections.Counter": collections.Counter,
-         "builtins.set": set, "builtins.frozenset": frozenset, "builtins.bytearray": bytearray,
+         "builtins.set": set, "builtins.frozenset": frozenset, "builtins.bytearray": _capped_bytearray,
          "builtins.complex": complex, "torch.Size": tuple, "_codecs.encode": lambda s, enc="utf-8": s.encode(enc)}
 
 
 class _MetaUnpickler(pickle.Unpickler):
-    def __init__(self, file: Any, archive: _Archive, prefix: str, allowed: frozenset[str]) -> None:
+    def __init__(self, file: Any, archive: _Archive | None, prefix: str, allowed: frozenset[str],
+                 records: dict[str, int] | None = None) -> None:
         super().__init__(file)
         self.archive, self.prefix, self.allowed = archive, prefix, allowed
+        self.records = records  # zip entry -> its size; None for a legacy file (no records to check against)
 
     def find_class(self, module: str, name: str) -> Any:
         qualname = f"{module}.{name}"
@@ -147,7 +171,15 @@ class _MetaUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"unknown persistent id {kind!r}")
         if not isinstance(storage_type, torch.dtype):
             raise pickle.UnpicklingError(f"unknown storage type {storage_type!r}")
-        return storage_type, f"{self.prefix}data/{key}"
+        record = f"{self.prefix}data/{key}"
+        if self.records is not None:
+            declared = int(_numel) * storage_type.itemsize
+            if record not in self.records:
+                raise RefusedStructure(f"storage {key} has no record in the archive")
+            if declared > self.records[record]:
+                raise RefusedStructure(f"storage {key} declares {declared} bytes, its record holds "
+                                       f"{self.records[record]}")
+        return storage_type, record
 
     def _tensor(self, storage: tuple[torch.dtype, str], offset: int, size: tuple, *_: Any) -> TensorMeta:
         dtype, record = storage
@@ -159,15 +191,67 @@ def can_read_meta(path: Path) -> bool:
     return zipfile.is_zipfile(path)
 
 
+def _the_pickle(z: zipfile.ZipFile) -> zipfile.ZipInfo:
+    """The archive's one data.pkl; RefusedStructure when torch and this reader could read different ones."""
+    names = [i.filename for i in z.infolist()]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise RefusedStructure(f"the archive holds {twice[0]} more than once")
+    pickles = [i for i in z.infolist() if i.filename.endswith("/data.pkl") and i.filename.count("/") == 1]
+    if not pickles:
+        raise pickle.UnpicklingError("no data.pkl in the archive")
+    if len(pickles) > 1:
+        raise RefusedStructure(f"the archive holds {len(pickles)} data.pkl ({', '.join(i.filename for i in pickles)})")
+    if pickles[0].file_size > MAX_PICKLE_BYTES:
+        raise RefusedStructure(f"its data.pkl is {pickles[0].file_size} bytes, more than {MAX_PICKLE_BYTES}")
+    return pickles[0]
+
+
 def read_meta(path: Path) -> Any:
     """The unpickled structure of a torch zip checkpoint with TensorMeta for tensors (see module docstring).
-    Raises RefusedGlobal for a global a weights_only load refuses; zipfile/pickle errors for corrupt files."""
+    Raises RefusedGlobal for a global a weights_only load refuses, RefusedStructure for what no checkpoint needs
+    built; zipfile/pickle errors for corrupt files."""
     with zipfile.ZipFile(path) as z:
-        names = z.namelist()
-        pkl = next((n for n in names if n.endswith("/data.pkl") and n.count("/") == 1), None)
-        if pkl is None:
-            raise pickle.UnpicklingError("no data.pkl in the archive")
-        prefix = pkl[: -len("data.pkl")]
-        big_endian = f"{prefix}byteorder" in names and z.read(f"{prefix}byteorder").strip() == b"big"
+        pkl = _the_pickle(z)
+        prefix = pkl.filename[: -len("data.pkl")]
+        records = {i.filename: i.file_size for i in z.infolist()}
+        big_endian = f"{prefix}byteorder" in records and z.read(f"{prefix}byteorder").strip() == b"big"
         with z.open(pkl) as f:
-            return _MetaUnpickler(f, _Archive(path, big_endian), prefix, _allowed_globals()).load()
+            return _MetaUnpickler(f, _Archive(path, big_endian), prefix, _allowed_globals(), records).load()
+
+
+class _Capped(io.RawIOBase):
+    """A file read through, refusing to read more than `limit` bytes (a legacy file's pickles have no size)."""
+
+    def __init__(self, f: Any, limit: int) -> None:
+        self.f, self.left = f, limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.left <= 0:
+            raise RefusedStructure(f"its pickles are longer than {MAX_PICKLE_BYTES} bytes")
+        data = self.f.read(min(len(buffer), self.left))
+        buffer[: len(data)] = data
+        self.left -= len(data)
+        return len(data)
+
+
+class _LegacyUnpickler(_MetaUnpickler):
+    """The pre-zip format (torch < 1.6): storages are named by ('storage', type, key, location, numel, view)."""
+
+    def persistent_load(self, pid: Any) -> tuple[torch.dtype, str]:
+        if not isinstance(pid, tuple) or len(pid) != 6 or pid[0] != "storage":
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r:.80}")
+        return super().persistent_load(pid[:5])
+
+
+def check_legacy_structure(path: Path) -> None:
+    """Run a legacy (pre-zip) file's pickles through the capped reader, building nothing of the file's choosing;
+    raises as read_meta does. torch's full load of such a file has no cap of its own."""
+    with open(path, "rb") as raw:
+        f = io.BufferedReader(_Capped(raw, MAX_PICKLE_BYTES))
+        for _ in range(3):  # magic number, protocol version, system info
+            _MetaUnpickler(f, None, "", _allowed_globals()).load()
+        _LegacyUnpickler(f, None, "", _allowed_globals()).load()

@@ -11,7 +11,14 @@ from typing import Any
 import torch
 
 from utils.checkpoints.keys import KEY_MODEL, CheckpointError, text_embedding_key
-from utils.checkpoints.meta import RefusedGlobal, TensorMeta, can_read_meta, read_meta
+from utils.checkpoints.meta import (
+    RefusedGlobal,
+    RefusedStructure,
+    TensorMeta,
+    can_read_meta,
+    check_legacy_structure,
+    read_meta,
+)
 
 
 def _coqui_config_classes() -> list:
@@ -47,6 +54,13 @@ def _refused(path: Path, e: Exception) -> CheckpointError:
     )
 
 
+def _not_a_checkpoint(path: Path, e: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"Checkpoint {path} was refused: its structure is not a checkpoint's ({str(e).splitlines()[0]}). Use a "
+        f"checkpoint written by XTTS training."
+    )
+
+
 def _unreadable(path: Path, e: Exception) -> CheckpointError:
     return CheckpointError(
         f"Checkpoint {path} is not a readable PyTorch file (truncated or corrupt?): {str(e).splitlines()[0]}"
@@ -58,17 +72,41 @@ def _check_xtts(path: Path, data: Any) -> dict[str, Any]:
         raise CheckpointError(f"Checkpoint {path} holds a bare tensor, not an XTTS checkpoint.")
     if not isinstance(data, dict) or not isinstance(data.get(KEY_MODEL), dict):
         raise CheckpointError(f"Checkpoint {path} is not an XTTS checkpoint: it has no 'model' state dict.")
-    if text_embedding_key(data[KEY_MODEL]) is None:
+    key = text_embedding_key(data[KEY_MODEL])
+    if key is None:
         raise CheckpointError(f"Checkpoint {path} is not an XTTS checkpoint: it has no GPT text embedding.")
+    embedding = data[KEY_MODEL][key]
+    if not isinstance(embedding, torch.Tensor | TensorMeta) or len(embedding.shape) != 2:
+        raise CheckpointError(f"Checkpoint {path} is not an XTTS checkpoint: its text embedding {key} is not a "
+                              f"2-D tensor ({type(embedding).__name__}).")
     return data
 
 
+def _read_structure(path: Path) -> Any:
+    """The capped metadata read (utils/checkpoints/meta.py), as CheckpointError for anything it refuses: what
+    every load does first, so that a hostile file is refused before torch allocates anything for it."""
+    try:
+        if can_read_meta(path):
+            return read_meta(path)
+        check_legacy_structure(path)
+        return None
+    except RefusedGlobal as e:
+        raise _refused(path, e) from e
+    except RefusedStructure as e:
+        raise _not_a_checkpoint(path, e) from e
+    except Exception as e:  # zipfile and pickle raise many types for corrupt files
+        raise _unreadable(path, e) from e
+
+
 def read_checkpoint(path: str | Path, *, mmap: bool = True) -> dict[str, Any]:
-    """Load a checkpoint with weights_only (no code from the file runs); memory-mapped by default, so that tensor
-    data is read only when touched. Raises CheckpointError naming the file for anything that is not an XTTS
-    checkpoint."""
+    """Load a checkpoint with weights_only (no code from the file runs), after the capped metadata read has
+    accepted its structure; memory-mapped by default, so that tensor data is read only when touched. Raises
+    CheckpointError naming the file for anything that is not an XTTS checkpoint."""
     path = Path(path)
     _check_file(path)
+    meta = _read_structure(path)
+    if meta is not None:
+        _check_xtts(path, meta)
     try:
         with torch.serialization.safe_globals(_released_xtts_v2_globals()):
             data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
@@ -85,14 +123,8 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     _check_file(path)
     if not can_read_meta(path):
-        return read_checkpoint(path)  # a legacy (pre-zip) or broken file: the full reader decides
-    try:
-        data = read_meta(path)
-    except RefusedGlobal as e:
-        raise _refused(path, e) from e
-    except Exception as e:  # zipfile and pickle raise many types for corrupt files
-        raise _unreadable(path, e) from e
-    return _check_xtts(path, data)
+        return read_checkpoint(path)  # a legacy (pre-zip) file: checked by the capped reader, then loaded in full
+    return _check_xtts(path, _read_structure(path))
 
 
 TRAINER_ONLY_PREFIXES = ("dvae.", "torch_mel_spectrogram_style_encoder.", "torch_mel_spectrogram_dvae.")

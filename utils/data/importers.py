@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from utils.xtts import CLIPS_DIR, CSV_DELIMITER, DEFAULT_SPEAKER, EVAL_CSV, LANG
 
 FORMATS = ("ljspeech", "coqui")
 SourcePart = tuple[Path, list[Row], bool | None]  # (csv, rows, is_eval); is_eval None: split by the seed
+AudioCheck = Callable[[Path, str], object]  # (audio path, "x.csv line 3: audio") -> raises to refuse it
 
 
 def detect_format(source: str | Path) -> str:
@@ -65,12 +67,15 @@ def import_dataset(
     *,
     eval_csv: str | Path | None = None,
     source_format: str = "auto",
+    check_audio: AudioCheck | None = None,
 ) -> DatasetSummary:
     """Add an existing dataset to the one in `dataset_dir`: LJSpeech (a folder with metadata.csv and wavs/, or
     the metadata.csv) or coqui CSVs (a folder with metadata_train.csv [+ metadata_eval.csv], or a CSV, plus
     `eval_csv`). Audio is copied as 22.05 kHz mono WAV (or referenced in place with `copy_audio=False`); lines
     whose audio is missing, unreadable or outside the clip bounds are left out and listed in the summary. Lines
-    already imported (same audio content) are skipped. A source without an eval file is split by the seed."""
+    already imported (same audio content) are skipped. A source without an eval file is split by the seed.
+    `check_audio` sees every audio path the source names before anything is read or copied (the WebUI's path
+    policy: one refused path refuses the import)."""
     options = options or ImportOptions()
     options.check()
     source = Path(source).expanduser()
@@ -78,6 +83,10 @@ def import_dataset(
     if fmt not in FORMATS:
         raise ValueError(f"source_format must be auto, ljspeech or coqui, not '{source_format}'.")
     parts = _source_parts(source, fmt, eval_csv, options)
+    if check_audio is not None:
+        for csv_path, rows, _ in parts:
+            for row in rows:
+                check_audio(resolve_audio(csv_path.parent, row.audio_file), f"{csv_path.name} line {row.line}: audio")
     language = options.language or read_language(parts[0][0].parent)
     if not language:
         raise DatasetError(f"The language of {source} is unknown (no {LANG_FILE} there): pass --language.")

@@ -2,7 +2,8 @@
 
 The folder holds model.pth (weights-only, config as a plain dict, so coqui's loader never rewrites it),
 config.json, vocab.json and a reference speaker clip; it classifies as `base`, so it can also seed a new
-fine-tune.
+fine-tune. It is built in `<folder>.tmp` and renamed into place once complete, so a failed export leaves the
+previous folder as it was, never half old and half new.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from utils.checkpoints.keys import (
 )
 from utils.checkpoints.read import read_checkpoint, xtts_weights
 from utils.checkpoints.write import save_atomic
-from utils.fsio import write_atomic_with, write_json_atomic
+from utils.fsio import PARTIAL_SUFFIX, fsync_file, fsync_folder, write_atomic_with, write_json_atomic
 from utils.vocabulary.tokenizer import matching_vocab, vocab_sha256
 from utils.xtts import CONFIG_FILE, MODEL_FILE, VOCAB_FILE
 
@@ -76,7 +77,23 @@ def export_model(
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     data = read_checkpoint(checkpoint)
     vocab_path = find_vocab(checkpoint, data, Path(vocab) if vocab else None)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    building = out_dir.with_name(out_dir.name + PARTIAL_SUFFIX)
+    shutil.rmtree(building, ignore_errors=True)  # left by an export that failed or was killed
+    building.mkdir(parents=True)
+    try:
+        _write_export(building, checkpoint, data, vocab_path, reference_wav)
+        _replace_folder(building, out_dir)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    reference = out_dir / "reference.wav" if reference_wav is not None else None
+    size = sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file())
+    return ExportResult(out_dir, out_dir / MODEL_FILE, out_dir / CONFIG_FILE, out_dir / VOCAB_FILE, reference, size)
+
+
+def _write_export(out_dir: Path, checkpoint: Path, data: dict[str, Any], vocab_path: Path,
+                  reference_wav: str | Path | None) -> None:
+    """The export's files, each durable, into the (temporary) folder `out_dir`."""
     config = xtts_config_dict(data.get(KEY_CONFIG) or {})
     config["model_args"]["tokenizer_file"] = VOCAB_FILE
     state = {
@@ -89,16 +106,27 @@ def export_model(
     }
     if state[KEY_VOCAB_SHA] is None:
         state[KEY_VOCAB_SHA] = vocab_sha256(vocab_path)
-    model_path = save_atomic(state, out_dir / MODEL_FILE)
+    save_atomic(state, out_dir / MODEL_FILE)
     write_json_atomic(out_dir / CONFIG_FILE, config)
-    if vocab_path.resolve() != (out_dir / VOCAB_FILE).resolve():
-        shutil.copyfile(vocab_path, out_dir / VOCAB_FILE)
-    reference = None
+    copies = [(vocab_path, out_dir / VOCAB_FILE)]
     if reference_wav is not None:
-        reference = out_dir / "reference.wav"
-        shutil.copyfile(reference_wav, reference)
-    size = sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file())
-    return ExportResult(out_dir, model_path, out_dir / CONFIG_FILE, out_dir / VOCAB_FILE, reference, size)
+        copies.append((Path(reference_wav), out_dir / "reference.wav"))
+    for source, target in copies:
+        shutil.copyfile(source, target)
+        fsync_file(target)
+    fsync_folder(out_dir)
+
+
+def _replace_folder(new: Path, folder: Path) -> None:
+    """Put the complete folder `new` where `folder` is: the old one is moved aside, then removed. A crash in
+    between leaves `<folder>.old` (the previous export, whole) and no half-written `folder`."""
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    new.rename(folder)
+    fsync_folder(folder.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def zip_export(folder: str | Path, zip_path: str | Path | None = None) -> Path:

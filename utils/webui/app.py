@@ -4,6 +4,7 @@ Wiring only: each tab lives in utils/webui/tabs/<tab>.py and calls the same func
 training runs as a `python utils/gpt_train.py` subprocess (utils/webui/jobs.py).
 
     python webui.py [--port N] [--host H] [--share] [--output_path DIR] [--base_model_dir DIR]
+                    [--auth USER:PASSWORD]... [--auth_file FILE] [--restrict_paths] [--max_file_size SIZE]
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ import os
 import sys
 from pathlib import Path
 
-from utils.webui.paths import DEFAULT_HOST, DEFAULT_PORT, ROOT, WebUIConfig
+from utils.errors import UserInputError
+from utils.webui.paths import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_PORT,
+    ROOT,
+    WebUIConfig,
+    parse_auth,
+    prepare_upload_dir,
+)
 
 TITLE = "XTTS fine-tuning"
 # Local fonts only: the default theme would fetch Google Fonts, which fails offline.
@@ -33,7 +43,36 @@ def build_parser() -> argparse.ArgumentParser:
                         help="work folder: dataset/, run/training/, ready/ (default ./output)")
     parser.add_argument("--base_model_dir", default=str(default_base_dir()),
                         help="XTTS-v2 base model folder (default $XTTS_BASE_DIR or the cache folder)")
+    parser.add_argument("--auth", action="append", metavar="USER:PASSWORD",
+                        help="require this sign-in (repeatable); API clients sign in the same way")
+    parser.add_argument("--auth_file", metavar="FILE", help="sign-ins from a file, one user:password a line")
+    parser.add_argument("--restrict_paths", action="store_true",
+                        help="limit paths to the work folders on a loopback server too (behind a reverse proxy "
+                             "or tunnel); always on with --share or a non-loopback --host")
+    parser.add_argument("--max_file_size", default=DEFAULT_MAX_FILE_SIZE, metavar="SIZE",
+                        help=f"largest upload, e.g. 500mb, 2gb (default {DEFAULT_MAX_FILE_SIZE})")
     return parser
+
+
+def config_from_args(args: argparse.Namespace) -> WebUIConfig:
+    """The WebUIConfig a command line asks for; ValueError naming a bad --auth entry."""
+    return WebUIConfig(output=Path(args.output_path).expanduser().resolve(),
+                       base_dir=Path(args.base_model_dir).expanduser().resolve(), host=args.host, port=args.port,
+                       share=args.share, restrict_paths=args.restrict_paths,
+                       auth=tuple(parse_auth(args.auth, args.auth_file)), max_file_size=args.max_file_size)
+
+
+def warnings_for(config: WebUIConfig) -> list[str]:
+    """What the console says before serving: who can reach the page, and what protects it."""
+    out = []
+    if config.beyond_this_machine:
+        where = "a share link" if config.share else config.host
+        out.append(f"Warning: serving beyond this machine ({where}): paths are limited to the work folders "
+                   f"{[str(p) for p in config.work_folders()]}.")
+        if not config.auth:
+            out.append("Warning: no sign-in (--auth or --auth_file): anyone who can reach the page can train, "
+                       "upload, and read the files in the work folders.")
+    return out
 
 
 def build_app(ctx):
@@ -64,27 +103,37 @@ def build_app(ctx):
 
 
 def launch(app, config: WebUIConfig, **kwargs):
-    """Serve `app`; Gradio may serve files from the work folders only."""
+    """Serve `app` (upload folder checked first); Gradio may serve files from the work folders only, asks for the
+    sign-in when one is set and refuses uploads over the size cap."""
     import gradio as gr
 
+    prepare_upload_dir()
     return app.launch(server_name=config.host, server_port=config.port, share=config.share,
                       allowed_paths=[str(p) for p in config.work_folders()], theme=gr.themes.Default(**FONTS),
+                      auth=list(config.auth) or None, max_file_size=config.max_file_size,
                       ssr_mode=False, run_history=False, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    config = WebUIConfig(output=Path(args.output_path).expanduser().resolve(),
-                         base_dir=Path(args.base_model_dir).expanduser().resolve(), host=args.host, port=args.port,
-                         share=args.share)
-    config.output.mkdir(parents=True, exist_ok=True)
-    if config.restricted:
-        print(f"Warning: serving beyond this machine ({'share link' if config.share else config.host}): anyone who "
-              f"can reach it can train and read files in the work folders {[str(p) for p in config.work_folders()]}; "
-              "paths outside them are refused.", file=sys.stderr)
+    try:
+        config = config_from_args(args)
+    except ValueError as e:
+        parser.error(str(e))
     from utils.webui.context import WebUIContext
 
-    launch(build_app(WebUIContext.create(config)), config)
+    try:
+        config.output.mkdir(parents=True, exist_ok=True)
+        ctx = WebUIContext.create(config)
+        app = build_app(ctx)
+        for line in warnings_for(config):
+            print(line, file=sys.stderr)
+        launch(app, config)
+    except (UserInputError, OSError) as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+    ctx.jobs.shutdown()  # Ctrl-C: the job this WebUI started saves a checkpoint and stops
     return 0
 

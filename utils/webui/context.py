@@ -14,12 +14,15 @@ from typing import Any
 from utils.errors import UserInputError
 from utils.webui.jobs import TrainingJobs
 from utils.webui.paths import PathPolicy, WebUIConfig
+from utils.webui.run_history import RunHistories
+from utils.webui.scoring import ScorerCache
 from utils.xtts import EVAL_CSV, LANG_FILE, MODEL_FILE, TRAIN_CSV, VOCAB_FILE
 
 # What a handler shows as a sentence on the page: the user's input is wrong (UserInputError: CheckpointError,
 # DatasetError, PathRefused, ...), a value refused (ValueError) or a file that cannot be read or written (OSError).
 # Anything else (a RuntimeError, out of memory) is a bug or a fault: Gradio shows it as an error.
 ANTICIPATED = (UserInputError, ValueError, OSError)
+LABEL_SCORES = (("cer", "CER", 2), ("speaker_similarity", "similarity", 2), ("mos", "MOS", 1))
 BASE_CHOICE = ("Base model (no checkpoint): fine-tune its weights from step 0", "")
 
 
@@ -51,12 +54,16 @@ class WebUIContext:
     policy: PathPolicy
     jobs: TrainingJobs
     voices: VoiceCache = field(default_factory=VoiceCache)
+    histories: RunHistories = field(default_factory=RunHistories)  # the Train tab's plots: whole runs
+    scorer: ScorerCache = field(default_factory=ScorerCache)  # the Test tab's scores, loaded on first use
 
     @classmethod
     def create(cls, config: WebUIConfig, jobs: TrainingJobs | None = None) -> WebUIContext:
-        """The context of a starting WebUI: a training job an earlier WebUI left running is taken over."""
+        """The context of a starting WebUI: jobs are kept in its own folder, and a training job an earlier WebUI
+        left running there is taken over."""
         jobs = jobs or TrainingJobs()
-        jobs.adopt_running(config.output)
+        jobs.attach(config.jobs_dir)
+        jobs.adopt_running()
         return cls(config, PathPolicy.for_config(config), jobs)
 
     def base_vocab(self, base_dir: str | Path | None = None) -> Path | None:
@@ -88,11 +95,15 @@ def checkpoint_label(info: Any, root: Path | None = None) -> str:
     path = Path(info.path)
     where = path.parent.name if root is None else str(path.parent.relative_to(root)) if path.is_relative_to(root) \
         else str(path.parent)
+    if info.mode is None:  # an UnusableCheckpoint: the row says why
+        return f"{path.name} ({where}) · unusable: {info.error}"
     parts = [f"{path.name} ({where})", f"step {info.step}"]
     if info.epoch is not None:
         parts.append(f"epoch {info.epoch}")
     if info.eval_loss is not None:
         parts.append(f"eval {info.eval_loss:.3f}")
+    parts += [f"{name} {getattr(info, key):.{digits}f}" for key, name, digits in LABEL_SCORES
+              if isinstance(getattr(info, key, None), int | float)]  # the quality scores it recorded, if any
     parts.append(datetime.datetime.fromtimestamp(info.mtime).strftime("%Y-%m-%d %H:%M"))
     parts.append(size_text(info.size_bytes))
     parts.append({"resume": "resume", "base": "weights only", "extend_vocab": "extend vocabulary"}[info.mode])
@@ -100,10 +111,11 @@ def checkpoint_label(info: Any, root: Path | None = None) -> str:
 
 
 def checkpoint_choices(folder: Path, vocab: Path | None = None) -> tuple[list[tuple[str, str]], list[Any]]:
-    """(label, path) choices for every checkpoint under `folder`, newest first, and their CheckpointInfo."""
+    """(label, path) choices for every checkpoint under `folder`, newest first, and their CheckpointInfo (or
+    UnusableCheckpoint: a row saying why that file cannot be used)."""
     from utils.checkpoints.classify import list_checkpoints
 
-    infos = list_checkpoints(folder, vocab) if folder.is_dir() else []
+    infos = list_checkpoints(folder, vocab, include_unusable=True) if folder.is_dir() else []
     return [(checkpoint_label(i, folder), i.path) for i in infos], infos
 
 
@@ -112,7 +124,8 @@ def preselect(infos: list[Any]) -> str:
     for info in infos:
         if info.mode == "resume" and Path(info.path).name != "best_model.pth":
             return info.path
-    return infos[0].path if infos else ""
+    usable = [info for info in infos if info.mode is not None]
+    return usable[0].path if usable else ""
 
 
 def dataset_clips(dataset_dir: Path, limit: int = 500) -> list[tuple[str, str]]:

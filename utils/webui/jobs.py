@@ -3,17 +3,25 @@
 The job runs the CLI with an argument list (no shell) and outlives any browser: the manager belongs to the
 server, so closing the page changes nothing and opening it again shows the job. Its state comes only from
 the CLI's progress events (`--progress_jsonl`) and its exit status; its console output goes to a log file
-whose tail the page shows. Stopping sends SIGTERM: the CLI saves a resumable checkpoint and exits 0.
+whose tail the page shows. Stopping sends SIGTERM: the CLI saves a resumable checkpoint and exits 0; a job
+that does not answer within the grace period can be force-stopped (SIGKILL of the trainer and every process it
+started: checkpoints are written atomically, so the newest one is intact). The trainer stays in the WebUI's
+process group, so Ctrl-C in the WebUI's terminal reaches it directly (it saves, then exits).
 
-Files of a job, beside its runs: `<output_path>/run/webui/train-<time>.jsonl`, `.log` and `.json` (the job's
-record: pid, command, files). A WebUI that restarts while its job still runs finds the job from that record
-(`adopt_running`) and shows and stops it as before; only the exit status is then not its to read.
+Files of a job live in the WebUI's own folder, whatever the job's --output_path: `<output>/run/webui/train-
+<time>.jsonl`, `.log` and `.json` (the job's record: pid, command, files). One job at a time is a lock on
+`train.lock` there, held by the training process itself (it inherits the locked file), so a second WebUI on
+the same folder cannot start another while it runs. A WebUI that restarts while its job still runs finds the
+job from that record (`adopt_running`: the pid, its start time and its command line must match, and the
+record's files must lie in the folder) and shows and stops it as before; only the exit status is not its to read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import fcntl
 import json
 import os
 import re
@@ -28,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.fsio import write_json_atomic
-from utils.options import TrainOptions
+from utils.options import LATEST, TrainOptions
 from utils.procinfo import process_start_ticks
 from utils.training.events import (
     BestEvent,
@@ -40,10 +48,11 @@ from utils.training.events import (
     WarningEvent,
     event_from_dict,
 )
-from utils.webui.paths import ROOT
+from utils.webui.paths import JOBS_SUBDIR, ROOT
 
 TRAIN_SCRIPT = ROOT / "utils" / "gpt_train.py"
-JOBS_SUBDIR = Path("run") / "webui"
+LOCK_FILE = "train.lock"
+STOP_GRACE_S = 120.0  # a save of a full-size checkpoint to a slow disk takes under a minute
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 ACTIVE = ("starting", "running", "stopping")
 MAX_PLOT_POINTS = 2000
@@ -78,6 +87,7 @@ class JobStatus:
     log_file: str | None = None
     progress_file: str | None = None
     command: list[str] | None = None
+    force_stop: bool = False  # Stop got no answer within the grace period: Force stop (SIGKILL) is offered
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -162,6 +172,10 @@ class _AdoptedProcess:
         if self.alive():
             os.kill(self.pid, sig)
 
+    def kill_tree(self) -> None:
+        if self.alive():
+            _kill_tree(self.pid)
+
     def wait(self, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.alive():
@@ -181,18 +195,63 @@ class _Job:
     started: float
     progress: _Progress = field(default_factory=_Progress)
     offset: int = 0
-    stop_requested: bool = False
+    stop_requested: float | None = None  # when Stop was sent (time.monotonic())
+    force_stopped: bool = False
     ended: float | None = None
 
 
-class TrainingJobs:
-    """Starts, watches and stops the one training subprocess. Safe to call from many threads at once."""
+def _descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (data loader workers, distributed ranks), from /proc's parent pids."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # ended meanwhile
+        ppid = int(text[text.rfind(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
-    def __init__(self, command: Sequence[str] | None = None, cwd: Path = ROOT) -> None:
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL the trainer and everything it started, all found before any is killed (a killed parent's children
+    would be handed to init, out of reach). Not its process group: that is the WebUI's own."""
+    for target in [pid, *_descendants(pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(target, signal.SIGKILL)
+
+
+def process_cmdline(pid: int) -> list[str] | None:
+    """The argument list process `pid` was started with (/proc/<pid>/cmdline); None if unreadable."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [arg.decode("utf-8", errors="surrogateescape") for arg in raw.split(b"\0")[:-1]]
+
+
+class TrainingJobs:
+    """Starts, watches and stops the one training subprocess. Safe to call from many threads at once, and one job
+    at a time across WebUI processes that share the jobs folder."""
+
+    def __init__(self, command: Sequence[str] | None = None, cwd: Path = ROOT, folder: Path | None = None,
+                 stop_grace_s: float = STOP_GRACE_S) -> None:
         self.command = list(command) if command is not None else train_command()
         self.cwd = cwd
+        self.folder = Path(folder) if folder is not None else None  # the WebUI's jobs folder (attach())
+        self.stop_grace_s = stop_grace_s
         self._lock = threading.Lock()
         self._job: _Job | None = None
+
+    def attach(self, folder: Path) -> None:
+        """Keep job records, logs and progress in `folder` (the WebUI's <output>/run/webui), unless set already."""
+        if self.folder is None:
+            self.folder = Path(folder)
 
     # --- actions ---------------------------------------------------------------------------------------
     def start(self, opts: TrainOptions) -> dict[str, Any]:
@@ -206,6 +265,8 @@ class TrainingJobs:
             try:
                 check_start(opts)
                 job = self._spawn(opts)
+            except JobLocked as e:
+                return {**idle_status(), "accepted": False, "error": str(e)}
             except (ValueError, OSError) as e:
                 previous = self._status(self._job) if self._job else idle_status()
                 return {**previous, "accepted": False, "error": str(e)}
@@ -219,10 +280,39 @@ class TrainingJobs:
             if job is None or self._poll(job) not in ACTIVE:
                 status = self._status(job) if job else idle_status()
                 return {**status, "accepted": False, "error": "No training job is running."}
-            if not job.stop_requested:
-                job.stop_requested = True
+            if job.stop_requested is None:
+                job.stop_requested = time.monotonic()
                 job.proc.send_signal(signal.SIGTERM)
             return {**self._status(job), "accepted": True, "error": None}
+
+    def force_stop(self) -> dict[str, Any]:
+        """SIGKILL the trainer and the processes it started, once Stop has had no answer for the grace period.
+        Checkpoints are written atomically: the newest one is intact; updates after it are lost."""
+        with self._lock:
+            job = self._job
+            if job is None or self._poll(job) not in ACTIVE:
+                status = self._status(job) if job else idle_status()
+                return {**status, "accepted": False, "error": "No training job is running."}
+            if not self._may_force(job):
+                return {**self._status(job), "accepted": False, "error": (
+                    f"Force stop is offered {self.stop_grace_s:.0f} s after Stop gets no answer: press Stop first "
+                    f"and give the trainer time to save.")}
+            job.force_stopped = True
+            if isinstance(job.proc, _AdoptedProcess):
+                job.proc.kill_tree()
+            else:
+                _kill_tree(job.proc.pid)
+            return {**self._status(job), "accepted": True, "error": None}
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """When the WebUI itself stops (Ctrl-C, or SIGINT to its pid alone): the job it started saves a checkpoint
+        and stops; a second request (the terminal's Ctrl-C reached it too) changes nothing."""
+        job = self._job
+        if job is None or isinstance(job.proc, _AdoptedProcess) or job.proc.poll() is not None:
+            return
+        print("Stopping training: the trainer saves a checkpoint first...", file=sys.stderr)
+        self.stop()
+        self.wait(timeout)
 
     def status(self) -> dict[str, Any]:
         """State, step, total, last losses, newest checkpoint, run folder, message (JSON-ready)."""
@@ -242,27 +332,39 @@ class TrainingJobs:
         with self._lock:
             return "" if self._job is None else _tail(self._job.log_path, lines)
 
-    def adopt_running(self, output_path: Path) -> bool:
-        """Take over a job still running from an earlier WebUI on `output_path` (found by its job record), unless
-        this manager already has one. True if one was adopted."""
+    def adopt_running(self) -> bool:
+        """Take over a job still running from an earlier WebUI on this jobs folder (found by its job record),
+        unless this manager already has one. True if one was adopted."""
         with self._lock:
-            if self._job is not None:
+            if self._job is not None or self.folder is None:
                 return False
-            for record in sorted((Path(output_path) / JOBS_SUBDIR).glob("train-*.json"), reverse=True):
-                try:
-                    info = json.loads(record.read_text())
-                    pid, ticks = int(info["pid"]), int(info["start_ticks"])
-                except (OSError, ValueError, KeyError, TypeError):
-                    continue  # a record being written or not ours: the next one
-                if process_start_ticks(pid) != ticks:
-                    continue
-                progress = _Progress()
-                job = _Job(_AdoptedProcess(pid, ticks, progress), list(info["argv"]), Path(info["progress"]),
-                           Path(info["log"]), float(info["started"]), progress)
-                self._read_events(job)
-                self._job = job
-                return True
+            for record in sorted(self.folder.glob("train-*.json"), reverse=True):
+                job = self._adoptable(record)
+                if job is not None:
+                    self._read_events(job)
+                    self._job = job
+                    return True
             return False
+
+    def _adoptable(self, record: Path) -> _Job | None:
+        """The job a record describes, if its process is alive and is the one the record names: same start time,
+        same command line (our trainer's), files in our folder. None for anything else."""
+        try:
+            info = json.loads(record.read_text())
+            pid, ticks, argv = int(info["pid"]), int(info["start_ticks"]), [str(a) for a in info["argv"]]
+            files = Path(info["progress"]), Path(info["log"])
+            started = float(info["started"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # a record being written or not ours
+        if process_start_ticks(pid) != ticks or argv[: len(self.command)] != self.command:
+            return None
+        if process_cmdline(pid) != argv:
+            return None  # the pid now runs something else, or the record was edited
+        home = self.folder.resolve()
+        if any(f.resolve().parent != home for f in files):
+            return None
+        progress = _Progress()
+        return _Job(_AdoptedProcess(pid, ticks, progress), argv, files[0], files[1], started, progress)
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """Block until the job ends (for scripts and tests); returns its status."""
@@ -273,16 +375,20 @@ class TrainingJobs:
 
     # --- internals -------------------------------------------------------------------------------------
     def _spawn(self, opts: TrainOptions) -> _Job:
-        folder = Path(opts.output_path) / JOBS_SUBDIR
+        folder = self.folder if self.folder is not None else Path(opts.output_path) / JOBS_SUBDIR
         folder.mkdir(parents=True, exist_ok=True)
-        stem = "train-" + datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-        progress_path, log_path = folder / f"{stem}.jsonl", folder / f"{stem}.log"
-        progress_path.touch()
-        argv = [*self.command, *opts.to_argv(), "--progress_jsonl", str(progress_path)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(argv, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, env=env)
+        lock = _take_lock(folder)
+        try:
+            stem = "train-" + datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+            progress_path, log_path = folder / f"{stem}.jsonl", folder / f"{stem}.log"
+            progress_path.touch()
+            argv = [*self.command, *opts.to_argv(), "--progress_jsonl", str(progress_path)]
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            with open(log_path, "ab") as log:  # the child inherits the lock: held while it runs, in any WebUI
+                proc = subprocess.Popen(argv, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=subprocess.STDOUT, env=env, pass_fds=(lock,))
+        finally:
+            os.close(lock)
         job = _Job(proc, argv, progress_path, log_path, time.time())
         record = {"pid": proc.pid, "start_ticks": process_start_ticks(proc.pid), "argv": argv,
                   "progress": str(progress_path), "log": str(log_path), "started": job.started}
@@ -293,7 +399,7 @@ class TrainingJobs:
         self._read_events(job)
         code = job.proc.poll()
         if code is None:
-            if job.stop_requested:
+            if job.stop_requested is not None:
                 return "stopping"
             return "running" if job.progress.mode is not None else "starting"
         if job.ended is None:
@@ -301,11 +407,16 @@ class TrainingJobs:
             self._read_events(job)
             code = job.proc.poll()  # an adopted job's status comes from the events just read
         if code == 0:
-            stopped = job.stop_requested or "stop" in (job.progress.end_reason or "")
+            stopped = job.stop_requested is not None or "stop" in (job.progress.end_reason or "")
             return "stopped" if stopped else "finished"
-        if job.stop_requested and code == -signal.SIGTERM:
+        if job.stop_requested is not None and code == -signal.SIGTERM:
             return "stopped"  # stopped while Python was still starting: nothing had been trained yet
+        if job.force_stopped:
+            return "stopped"
         return "failed"
+
+    def _may_force(self, job: _Job) -> bool:
+        return job.stop_requested is not None and time.monotonic() - job.stop_requested >= self.stop_grace_s
 
     def _read_events(self, job: _Job) -> None:
         try:
@@ -328,14 +439,16 @@ class TrainingJobs:
         state = self._poll(job)
         p = job.progress
         code = job.proc.poll()
+        force = state == "stopping" and not job.force_stopped and self._may_force(job)
         return JobStatus(
-            state=state, running=state in ACTIVE, message=_message(state, job, code), pid=job.proc.pid,
+            state=state, running=state in ACTIVE, message=_message(state, job, code, force), pid=job.proc.pid,
             returncode=None if isinstance(job.proc, _AdoptedProcess) else code,  # not ours to read
             mode=p.mode, run_dir=p.run_dir, start_step=p.start_step, step=p.step, total=p.total, epoch=p.epoch,
             loss=p.loss, avg_loss=p.avg_loss, eval_loss=p.eval_loss, lr=p.lr,
             eta_s=p.eta_s if state in ACTIVE else None, checkpoint=p.checkpoint, best_checkpoint=p.best,
             warnings=list(p.warnings), events=p.events, started=job.started, ended=job.ended,
             log_file=str(job.log_path), progress_file=str(job.progress_path), command=list(job.argv),
+            force_stop=force,
         ).to_dict()
 
 
@@ -343,6 +456,22 @@ def idle_status() -> dict[str, Any]:
     """The status when no job was started since the WebUI started."""
     return JobStatus(state="idle", running=False,
                      message="No training job has been started since the WebUI started.").to_dict()
+
+
+class JobLocked(OSError):
+    """Another process (another WebUI's training job) holds the jobs folder's lock."""
+
+
+def _take_lock(folder: Path) -> int:
+    """An fd holding the jobs folder's exclusive lock; JobLocked when another training job holds it."""
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JobLocked(f"A training job started by another WebUI on {folder.parent.parent} is still running (it "
+                        f"holds {folder / LOCK_FILE}): stop it there, or wait for it to end.") from None
+    return fd
 
 
 def check_start(opts: TrainOptions) -> None:
@@ -354,7 +483,7 @@ def check_start(opts: TrainOptions) -> None:
         if not Path(getattr(opts, name)).is_file():
             raise ValueError(f"--{name} {getattr(opts, name)} does not exist: prepare or import a dataset first "
                              f"(Data tab), or give the CSV's path.")
-    if opts.custom_model and not Path(opts.custom_model).is_file():
+    if opts.custom_model and opts.custom_model != LATEST and not Path(opts.custom_model).is_file():
         raise ValueError(f"Checkpoint {opts.custom_model} does not exist: pick one in the list or check the path.")
     if opts.base_model_dir and not Path(opts.base_model_dir).is_dir():
         raise ValueError(f"Base model folder {opts.base_model_dir} does not exist: give the folder holding "
@@ -363,10 +492,15 @@ def check_start(opts: TrainOptions) -> None:
         raise ValueError(f"Vocabulary {opts.vocab} does not exist: build one on the Vocabulary tab or clear the box.")
 
 
-def _message(state: str, job: _Job, code: int | None) -> str:
+def _message(state: str, job: _Job, code: int | None, force: bool = False) -> str:
     p = job.progress
     if state == "starting":
         return "Starting: loading the base model and the dataset..."
+    if force:
+        last = Path(p.checkpoint).name if p.checkpoint else "none yet"
+        return (f"Stop got no answer for {time.monotonic() - job.stop_requested:.0f} s: Force stop kills the "
+                f"trainer and its worker processes (SIGKILL). The newest checkpoint ({last}) is intact, since "
+                f"checkpoints are written atomically; updates after it are lost.")
     if state == "stopping":
         return "Stop requested: the trainer saves a checkpoint at the next update, then exits."
     if state == "running":
@@ -378,6 +512,9 @@ def _message(state: str, job: _Job, code: int | None) -> str:
         reason = _error_line(job.log_path) or (f"killed by signal {-code}" if code and code < 0 else "")
         return f"Training failed (exit status {code}): {reason or 'see the log below.'}"
     last = Path(p.checkpoint).name if p.checkpoint else "no checkpoint"
+    if state == "stopped" and job.force_stopped:
+        return (f"Force-stopped (SIGKILL) at update {p.step}: the newest checkpoint, {last}, is intact; updates "
+                f"after it are lost.")
     if state == "stopped":
         return f"Stopped at update {p.step}; saved {last}. Pick it to resume."
     return f"Finished ({p.end_reason or 'completed'}) at update {p.step}; last checkpoint {last}."
