@@ -11,6 +11,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from utils.xtts import (
     language_token,
 )
 
+if TYPE_CHECKING:
+    from utils.data.gate import QualityReport
+
 EXTEND_VOCAB_HINT = (
     "extend the vocabulary with this dataset's text (utils/vocab.py: the extended-vocabulary path of training, "
     "which adds the new script's tokens and expands the base model's text rows once) and validate against "
@@ -50,6 +54,7 @@ class ValidationReport:
     eval_lines: int = 0
     seconds: float = 0.0
     language: str | None = None
+    quality: QualityReport | None = None  # the quality gate's part (validate --quality), else None
 
     @property
     def errors(self) -> list[Issue]:
@@ -70,7 +75,7 @@ class ValidationReport:
                  + (f", language {self.language}." if self.language else ".")]
         if self.ok and not self.warnings:
             lines.append("No problems found.")
-            return "\n".join(lines)
+            return "\n".join(lines + ([self.quality.format()] if self.quality else []))
         lines.append(f"{len(self.errors)} error(s), {len(self.warnings)} warning(s). "
                      + ("Training refuses this dataset until the errors are fixed." if self.errors
                         else "Warnings do not stop training."))
@@ -83,7 +88,7 @@ class ValidationReport:
                 lines += [f"{label} {i.where()}: {i.message}" for i in issues[:max_per_kind]]
                 if len(issues) > max_per_kind:
                     lines.append(f"{label} ... and {len(issues) - max_per_kind} more line(s) like the above")
-        return "\n".join(lines)
+        return "\n".join(lines + ([self.quality.format()] if self.quality else []))
 
     def raise_if_errors(self, limit: int = 3) -> None:
         """Raise DatasetError naming the first `limit` faults when there are errors (for training to call)."""
@@ -98,7 +103,8 @@ class ValidationReport:
     def to_dict(self) -> dict:
         return {"train_csv": str(self.train_csv), "eval_csv": str(self.eval_csv), "ok": self.ok,
                 "train_lines": self.train_lines, "eval_lines": self.eval_lines, "seconds": self.seconds,
-                "language": self.language, "issues": [dataclasses.asdict(i) for i in self.issues]}
+                "language": self.language, "issues": [dataclasses.asdict(i) for i in self.issues],
+                **(self.quality.to_dict() if self.quality else {})}
 
 
 @dataclass(frozen=True)

@@ -30,15 +30,22 @@ def default_rate(language: str | None) -> float:
 def speech_span(audio: np.ndarray) -> tuple[float, float] | None:
     """(start, end) in seconds of the speech in `audio` (mono float32, 16 kHz), from the first detected speech
     to the last, pauses in between included; None when there is no speech (silence, noise)."""
-    if len(audio) < 512:
+    chunks = speech_chunks(audio)
+    if not chunks:
         return None
+    return chunks[0][0], chunks[-1][1]
+
+
+def speech_chunks(audio: np.ndarray) -> list[tuple[float, float]]:
+    """(start, end) in seconds of each stretch of speech Silero VAD finds in `audio` (mono float32, 16 kHz),
+    in order; [] for none."""
+    if len(audio) < 512:
+        return []
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     chunks = get_speech_timestamps(audio, VadOptions(threshold=0.5, min_speech_duration_ms=100,
                                                      min_silence_duration_ms=100, speech_pad_ms=0))
-    if not chunks:
-        return None
-    return chunks[0]["start"] / SAMPLE_RATE, chunks[-1]["end"] / SAMPLE_RATE
+    return [(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE) for c in chunks]
 
 
 def speaking_rate(speech_s: float | None, text: str) -> float | None:

@@ -11,6 +11,8 @@ import numpy as np
 
 from utils.quality.errors import ModelUnavailable
 
+WINDOW_S = 9  # DNSMOS rates 9 s windows
+
 
 def _model_folder() -> Path:
     spec = importlib.util.find_spec("speechmos")
@@ -44,3 +46,18 @@ class Dnsmos:
         result = model(np.clip(audio, -1.0, 1.0).astype(np.float32), 16000, False)
         value = float(result["ovrl_mos"])
         return value if math.isfinite(value) else None
+
+    def window_scores(self, audio: np.ndarray) -> tuple[float, float] | None:
+        """(background, overall) DNSMOS P.835 scores of `audio` (mono float32, 16 kHz) from consecutive 9 s
+        windows (a shorter clip repeated to 9 s), without the P.808 model: for every clip of a dataset, at a
+        quarter of `score`'s cost on a 3 s clip. None for empty or silent audio."""
+        model = self.load()
+        if not len(audio) or not np.any(audio):
+            return None
+        window = WINDOW_S * 16000 + 160  # the ONNX model's fixed input length (144160 samples)
+        count = max(1, math.ceil(len(audio) / window))
+        tiled = np.resize(np.clip(audio, -1.0, 1.0).astype(np.float32), count * window).reshape(count, window)
+        raw = model.onnx_sess.run(None, {"input_1": tiled})[0]
+        scores = [model.get_polyfit_val(sig, bak, ovr, False) for sig, bak, ovr in raw]
+        background, overall = (float(np.mean([s[i] for s in scores])) for i in (1, 2))
+        return (background, overall) if math.isfinite(background) and math.isfinite(overall) else None

@@ -8,6 +8,8 @@ from pathlib import Path
 import gradio as gr
 
 from utils.webui.context import ANTICIPATED, WebUIContext, error_text
+from utils.webui.paths import PathRefused
+from utils.webui.tabs.review import build as build_review
 from utils.xtts import EVAL_CSV, TRAIN_CSV
 
 FORMATS = ("auto", "ljspeech", "coqui")
@@ -38,6 +40,7 @@ def build(ctx: WebUIContext) -> None:
                 fmt = gr.Dropdown(list(FORMATS), value="auto", label="Format")
                 import_language = gr.Textbox(label="Language", info="empty: the source's lang.txt")
             do_import = gr.Button("Import into the dataset", variant="primary")
+        build_review(ctx)
         check = gr.Button("Check the dataset")
         report = gr.Textbox(label="Report", lines=14, interactive=False, elem_id="dataset-report")
 
@@ -62,6 +65,9 @@ def dataset_status(ctx: WebUIContext) -> str:
 def _report_with_check(ctx: WebUIContext, summary_text: str) -> str:
     from utils.data.validate import validate_dataset
 
+    for name in (TRAIN_CSV, EVAL_CSV):  # refused before validation reads (and reports on) any outside file
+        if (ctx.config.dataset_dir / name).is_file():
+            ctx.policy.check_csv_audio(ctx.config.dataset_dir / name)
     report = validate_dataset(ctx.config.dataset_dir / TRAIN_CSV, vocab_path=ctx.base_vocab())
     return f"{summary_text}\n\n{report.format()}"
 
@@ -78,8 +84,8 @@ def transcribe_recordings(ctx: WebUIContext, files, folder, language, whisper, d
             inputs.append(ctx.policy.check(folder, "Recordings folder"))
         if not inputs:
             raise ValueError("No recordings given: upload audio files or give a folder of recordings.")
-        options = PrepareOptions(language=(language or "").strip() or None, whisper_model=whisper or "large-v3",
-                                 device=device or "auto")
+        options = PrepareOptions(language=(language or "").strip() or None,
+                                 whisper_model=whisper_model(ctx, whisper), device=device or "auto")
         transcriber = FasterWhisperTranscriber(options.whisper_model, device=options.device,
                                                compute_type=options.compute_type)
 
@@ -90,6 +96,20 @@ def transcribe_recordings(ctx: WebUIContext, files, folder, language, whisper, d
         return _report_with_check(ctx, summary.format()), dataset_status(ctx)
     except ANTICIPATED as e:
         return error_text(e), dataset_status(ctx)
+
+
+def whisper_model(ctx: WebUIContext, value: str | None) -> str:
+    """The Whisper model box's value: a model name, or (on an unrestricted WebUI only) a converted model's folder.
+    Restricted, anything but a known name is refused without looking at the file system."""
+    from utils.data.transcribe import whisper_model_names
+
+    name = (value or "").strip() or "large-v3"
+    if name in whisper_model_names():
+        return name
+    if ctx.config.restricted:
+        raise PathRefused(f"Whisper model '{name}' is not one of the model names this shared WebUI accepts "
+                          f"({', '.join(whisper_model_names())}): pick one of them.")
+    return name
 
 
 def import_existing(ctx: WebUIContext, source, fmt, language, progress=gr.Progress()):  # noqa: B008
@@ -104,7 +124,7 @@ def import_existing(ctx: WebUIContext, source, fmt, language, progress=gr.Progre
         options = ImportOptions(language=(language or "").strip() or None)
         summary = import_dataset(path, ctx.config.dataset_dir, options,
                                  lambda p: progress((p.files_done, p.files_total or None), desc=str(p)),
-                                 source_format=fmt or "auto")
+                                 source_format=fmt or "auto", check_audio=ctx.policy.check)
         return _report_with_check(ctx, summary.format()), dataset_status(ctx)
     except ANTICIPATED as e:
         return error_text(e), dataset_status(ctx)
