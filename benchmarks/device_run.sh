@@ -5,6 +5,8 @@
 # rows.json (the rows), bench.log (progress and the first runs' output tails).
 #
 #   device call: command `bash benchmarks/device_run.sh`, carry [".whl"], timeout_s 600
+#   issue 18's memory matrix: command `BENCH_SCRIPT=bench_gpu_memory.py bash benchmarks/device_run.sh`, same carry
+#   (.whl must then hold bitsandbytes==0.50.2 too, for the adamw8bit cells)
 #
 # The script ends within DEVICE_RUN_LIMIT seconds (default 520) whatever happens: bench_gpu.py gets what is left
 # as its --budget (less a margin) and is killed by `timeout` if it still runs past that. Extra arguments go to
@@ -19,6 +21,7 @@ PY=${PYTHON:-python3}
 SITE=${DEVICE_SITE:-/tmp/site}
 SIZE=${BENCH_SIZE:-full}
 DEVICE=${BENCH_DEVICE:-cuda}
+SCRIPT=${BENCH_SCRIPT:-bench_gpu.py}   # bench_gpu_memory.py: the memory matrix of issue 18 (same options)
 # The work space (~8 GB, plus up to ~12 GB of checkpoints while a run lasts) goes where the most space is free.
 if [ -z "${XTTS_BENCH_CACHE:-}" ]; then
   best=/tmp best_free=0
@@ -68,7 +71,7 @@ import importlib.metadata as md, os, sys
 import torch, torchaudio, transformers, soundfile, TTS, trainer
 import TTS.tts.layers.xtts.trainer.gpt_trainer, TTS.tts.models.xtts
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-import utils.gpt_train, utils.training.trainer, benchmarks.bench_gpu
+import utils.gpt_train, utils.training.trainer, benchmarks.bench_gpu, benchmarks.bench_gpu_memory
 print("python", sys.version.split()[0], sys.executable)
 for name in ("torch", "torchaudio", "transformers", "tokenizers", "huggingface_hub", "numpy", "numba", "scipy",
              "librosa", "soundfile", "coqui-tts", "coqui-tts-trainer", "coqpit-config", "tensorboard"):
@@ -83,12 +86,12 @@ fi
 elapsed=$SECONDS
 left=$((LIMIT - elapsed - 15))          # 15 s kept for the end of this script
 budget=$((left - 20))                   # bench_gpu.py stops starting runs in time to write its results
-section "bench_gpu.py: budget ${budget} s, hard stop after ${left} s (${elapsed} s used so far)"
-timeout -k 10 "$left" "$PY" benchmarks/bench_gpu.py --size "$SIZE" --device "$DEVICE" --budget "$budget" \
+section "$SCRIPT: budget ${budget} s, hard stop after ${left} s (${elapsed} s used so far)"
+timeout -k 10 "$left" "$PY" "benchmarks/$SCRIPT" --size "$SIZE" --device "$DEVICE" --budget "$budget" \
   --results "$OUT/results.md" --json "$OUT/rows.json" "$@" 2>&1 | tee "$OUT/bench.log"
 rc=${PIPESTATUS[0]}
 rm -f "$OUT/results.md.tmp"
-section "bench_gpu.py exit code $rc after $((SECONDS - elapsed)) s; total $SECONDS s"
+section "$SCRIPT exit code $rc after $((SECONDS - elapsed)) s; total $SECONDS s"
 [ "$rc" = 124 ] || [ "$rc" = 137 ] && echo "(stopped by the time limit: results.md holds what was measured by then)"
 [ -f "$OUT/results.md" ] && cat "$OUT/results.md"
 ls -la "$OUT"

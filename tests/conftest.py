@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -93,3 +96,43 @@ def coqui_recipe_checkpoint(tiny_base, tiny_dataset, tmp_path_factory) -> tuple[
     subprocess.run([sys.executable, str(ROOT / "tests" / "coqui_recipe.py"), str(tiny_base), str(tiny_dataset.folder),
                     str(out), "--epochs", "1", "--save_step", "2"], check=True, capture_output=True, timeout=600)
     return next(out.rglob("checkpoint_2.pth")), 3
+
+
+MOUNT_REFUSED = ("permission denied", "operation not permitted", "only root", "loop device", "no such device")
+
+
+@pytest.fixture
+def make_small_filesystem(tmp_path) -> Callable[[int], Path]:
+    """make(megabytes) -> the mount point of a real ext4 filesystem of that size (a loop-mounted image on disk, no
+    reserved blocks), unmounted after the test. Skips, saying why, where this machine does not let us mount one."""
+    mounts: list[Path] = []
+
+    def make(megabytes: int) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("a small filesystem needs root to mount a loop device")
+        missing = [tool for tool in ("mount", "umount", "mkfs.ext4", "truncate") if shutil.which(tool) is None]
+        if missing or not Path("/dev/loop-control").exists():
+            pytest.skip(f"a small filesystem needs loop devices and {', '.join(missing) or 'mount'} (missing here)")
+        image, mount = tmp_path / f"fs{len(mounts)}.img", tmp_path / f"fs{len(mounts)}"
+        mount.mkdir()
+        subprocess.run(["truncate", "-s", f"{megabytes}M", str(image)], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
+        done = subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True, text=True)
+        if done.returncode != 0:
+            reason = " ".join(done.stderr.split())
+            if any(word in reason.lower() for word in MOUNT_REFUSED):
+                pytest.skip(f"mounting a loop device is not allowed here: {reason}")
+            raise RuntimeError(f"mount -o loop {image} failed: {reason}")
+        mounts.append(mount)
+        return mount
+
+    yield make
+    for mount in mounts:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@pytest.fixture
+def small_filesystem(make_small_filesystem) -> Path:
+    """A real 500 MB ext4 filesystem of our own; remountable read-only. Room for one tiny-model checkpoint
+    (~310 MB), not two."""
+    return make_small_filesystem(500)

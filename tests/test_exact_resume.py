@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -119,16 +118,30 @@ def test_second_training_into_the_same_run_folder_is_refused(train, tmp_path):
             train(tmp_path, custom_model=str(first.last_checkpoint), max_steps=2)
 
 
-def test_tensorboard_steps_continue_without_duplicates(reference_run, train, tmp_path):
+def tensorboard_steps(run_dir: Path) -> list[int]:
+    """The steps of the training loss scalar in a run folder's TensorBoard files, as TensorBoard shows them."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    first = train(tmp_path, max_steps=3)
-    train(tmp_path, custom_model=str(first.last_checkpoint))
-    acc = EventAccumulator(str(first.run_dir))
+    acc = EventAccumulator(str(run_dir))
     acc.Reload()
-    tag = next(t for t in acc.Tags()["scalars"] if t.endswith("loss"))
-    steps = [s.step for s in acc.Scalars(tag)]
-    assert steps == list(range(8))
+    return [s.step for s in acc.Scalars("TrainIterStats/loss")]
+
+
+def test_tensorboard_steps_continue_without_duplicates(reference_run, tiny_base, tiny_dataset, train, tmp_path):
+    """Killed after checkpoint_2 with a further step already in TensorBoard's files: the resumed run purges it,
+    so each step is shown once."""
+    proc = subprocess.Popen(cli(tiny_base, tiny_dataset, tmp_path, "--save_step", "2"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: {("checkpoint", 2), ("update", 3)} <= {(e["event"], e["step"]) for e in progress(tmp_path)})
+    proc.send_signal(signal.SIGKILL)  # coqui flushes TensorBoard after each batch, before the update event
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    newest = list_checkpoints(tmp_path)[0]
+    run_dir = Path(newest.path).parent
+    logged = tensorboard_steps(run_dir)
+    assert logged == list(range(len(logged))) and len(logged) > newest.step  # steps after the checkpoint on disk
+    resumed = train(tmp_path, custom_model=newest.path)
+    assert resumed.run_dir == run_dir
+    assert tensorboard_steps(run_dir) == list(range(8))
 
 
 # --- process faults: real signals to the CLI ----------------------------------------------------------------
@@ -150,7 +163,7 @@ def test_stop_signal_saves_a_resumable_checkpoint_and_exits_0(reference_run, tin
                                                              tmp_path, sig):
     proc = subprocess.Popen(cli(tiny_base, tiny_dataset, tmp_path, "--save_step", "1000"), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_for(lambda: any(e["step"] >= 2 for e in _events(tmp_path)))
+    wait_for(lambda: any(e["event"] == "update" and e["step"] >= 2 for e in progress(tmp_path)))
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
@@ -160,27 +173,70 @@ def test_stop_signal_saves_a_resumable_checkpoint_and_exits_0(reference_run, tin
     assert_same_training_state(ckpt(reference_run.run_dir, 8), resumed.last_checkpoint)
 
 
-@pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume_from_newest_checkpoint(reference_run, tiny_base, tiny_dataset,
-                                                                      train, tmp_path):
-    rng = random.Random(20261126)
-    for attempt in range(3):
-        out = tmp_path / f"attempt{attempt}"
-        proc = subprocess.Popen(cli(tiny_base, tiny_dataset, out, "--save_step", "1"), cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda out=out: bool(_events(out, "checkpoint")))
-        time.sleep(rng.uniform(0.0, 4.0))  # somewhere in a later update, an eval, or a checkpoint write
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        for path in out.rglob("*.pth"):  # whatever the moment, every file with a checkpoint's name is complete
-            classify_checkpoint(path)
-        newest = list_checkpoints(out)[0]
-        resumed = train(out, custom_model=newest.path)
-        assert_same_training_state(ckpt(reference_run.run_dir, 8), resumed.last_checkpoint)
-
-
-def _events(output: Path, kind: str = "update") -> list[dict]:
+def progress(output: Path) -> list[dict]:
+    """Every complete progress event of the runs under `output`, in order (a line being written is left out)."""
     found = []
-    for path in output.glob("run/training/*/progress.jsonl"):
-        found += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [e for e in found if e["event"] == kind]
+    for path in sorted(output.glob("run/training/*/progress.jsonl")):
+        text = path.read_text()
+        found += [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
+    return found
+
+
+def in_an_update(output: Path) -> bool:
+    """save_step 2: a checkpoint is durable and the newest update (odd) ended without a save: the next is training."""
+    events = progress(output)
+    updates = [e["step"] for e in events if e["event"] == "update"]
+    return any(e["event"] == "checkpoint" for e in events) and bool(updates) and updates[-1] % 2 == 1
+
+
+def update_was_cut(output: Path, events: list[dict]) -> None:
+    assert [e["step"] for e in events if e["event"] == "update"][-1] % 2 == 1
+    assert not list(output.rglob("*.pth.tmp"))  # no checkpoint write was under way
+
+
+def in_a_save(output: Path) -> bool:
+    """save_step 1: checkpoint_N.pth.tmp is being written, N >= 2 (so checkpoint_N-1 is durable)."""
+    return any(p.name != "checkpoint_1.pth.tmp" for p in output.rglob("checkpoint_*.pth.tmp"))
+
+
+def a_save_was_cut(output: Path, events: list[dict]) -> None:
+    assert list(output.rglob("checkpoint_*.pth.tmp"))
+
+
+def in_an_evaluation(output: Path) -> bool:
+    """save_step 3: update 4 ended epoch 0 and checkpoint_3 is durable, but epoch 0's evaluation has not ended."""
+    events = progress(output)
+    kinds = {(e["event"], e["step"]) for e in events}
+    return ("update", 4) in kinds and not any(e["event"] == "eval" for e in events) and any(
+        output.rglob("checkpoint_3.pth"))
+
+
+def evaluation_was_cut(output: Path, events: list[dict]) -> None:
+    assert [e["step"] for e in events if e["event"] == "update"][-1] == 4
+    assert not any(e["event"] == "eval" for e in events)
+
+
+KILL_MOMENTS = {"update": (2, in_an_update, update_was_cut), "save": (1, in_a_save, a_save_was_cut),
+                "evaluation": (3, in_an_evaluation, evaluation_was_cut)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", list(KILL_MOMENTS))
+def test_sigkill_then_resume_from_newest_checkpoint(reference_run, tiny_base, tiny_dataset, train, tmp_path, moment):
+    """SIGKILL at a moment read from the progress events and files (during an update, a checkpoint write, an
+    evaluation): every file with a checkpoint's name is complete, and resuming the newest one ends as the run
+    that never stopped."""
+    save_step, moment_reached, check_moment = KILL_MOMENTS[moment]
+    proc = subprocess.Popen(cli(tiny_base, tiny_dataset, tmp_path, "--save_step", str(save_step)), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: moment_reached(tmp_path), timeout=300)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    check_moment(tmp_path, progress(tmp_path))
+    for path in tmp_path.rglob("*.pth"):
+        classify_checkpoint(path)
+    newest = list_checkpoints(tmp_path)[0]
+    assert 1 <= newest.step < 8
+    resumed = train(tmp_path, custom_model=newest.path)
+    assert_same_training_state(ckpt(reference_run.run_dir, 8), resumed.last_checkpoint)
+    assert not list(tmp_path.rglob("*.pth.tmp"))  # a cut write's leftover is removed on resume

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -10,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, read_events
+from conftest import ROOT, assert_same_training_state, read_events
 
+from utils.checkpoints.classify import classify_checkpoint, list_checkpoints
 from utils.errors import RunError
 from utils.training.run_folder import check_disk_space
 
@@ -118,11 +120,14 @@ def test_space_check_refuses_or_warns_before_training(tmp_path):
 def test_pruning_keeps_the_newest_and_never_the_checkpoint_a_run_resumed_from(train, tmp_path):
     first = train(tmp_path, max_steps=2, keep_checkpoints=1, save_step=1)
     assert [p.name for p in first.run_dir.glob("checkpoint_*.pth")] == ["checkpoint_2.pth"]
-    second = train(tmp_path, custom_model=str(first.last_checkpoint), max_steps=4, keep_checkpoints=1, save_step=1)
+    # to 6 updates: past epoch 0's evaluation (after update 4), which writes best_model.pth, then two more saves
+    second = train(tmp_path, custom_model=str(first.last_checkpoint), max_steps=6, keep_checkpoints=1, save_step=1)
     assert second.run_dir == first.run_dir
     names = sorted(p.name for p in first.run_dir.glob("checkpoint_*.pth"))
-    assert names == ["checkpoint_2.pth", "checkpoint_4.pth"]  # 3 pruned; 2 is where this run resumed from
-    assert (first.run_dir / "best_model.pth").is_file() or not read_events(first.run_dir, "best")
+    assert names == ["checkpoint_2.pth", "checkpoint_6.pth"]  # 3-5 pruned; 2 is where this run resumed from
+    best = read_events(first.run_dir, "best")
+    assert [e["step"] for e in best] == [4]
+    assert classify_checkpoint(first.run_dir / "best_model.pth").step == 4  # kept whole through 2 prunings
 
 
 def test_a_failed_start_never_deletes_what_a_run_folder_holds(reference_run, train, tmp_path):
@@ -133,19 +138,6 @@ def test_a_failed_start_never_deletes_what_a_run_folder_holds(reference_run, tra
         train(tmp_path, custom_model=str(run / "checkpoint_8.pth"), batch_size=0)
     assert sorted(p.name for p in run.iterdir()) == before
     assert Path(run / "checkpoint_8.pth").stat().st_size > 0
-
-
-@pytest.fixture
-def small_filesystem(tmp_path):
-    """A real 500 MB ext4 filesystem of our own (a loop-mounted image on disk, not memory); remountable
-    read-only. Room for one tiny-model checkpoint (~310 MB), not two."""
-    image, mount = tmp_path / "fs.img", tmp_path / "fs"
-    mount.mkdir()
-    subprocess.run(["truncate", "-s", "500M", str(image)], check=True)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def test_read_only_run_folder_is_refused_and_left_intact(reference_run, tiny_base, tiny_dataset, tmp_path,
@@ -160,25 +152,30 @@ def test_read_only_run_folder_is_refused_and_left_intact(reference_run, tiny_bas
     assert sorted((p.name, p.stat().st_size) for p in run.iterdir()) == before
 
 
-def test_a_really_full_disk_during_a_save(reference_run, tiny_base, tiny_dataset, small_filesystem):
-    """Room for the copied checkpoint but not for the next one: the save fails, the old file stays whole."""
-    run = small_filesystem / "run" / "training" / "kept"
-    shutil.copytree(reference_run.run_dir, run, ignore=shutil.ignore_patterns("checkpoint_[1-7].pth", "best_model.pth"))
-    source = run / "checkpoint_8.pth"
-    digest = file_digest(source)
-    proc = cli(tiny_base, tiny_dataset, small_filesystem / "out", "--custom_model", str(source), "--num_epochs", "3",
-               "--save_step", "1")
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert "disk space" in proc.stderr.lower() or "Could not write" in proc.stderr
-    assert file_digest(source) == digest
-    assert not list(small_filesystem.rglob("*.tmp"))
+def test_a_really_full_disk_during_a_save(reference_run, tiny_base, tiny_dataset, make_small_filesystem):
+    """The start's space check passes (room for two checkpoints and a little), the first saves fit, a later one
+    meets a real ENOSPC: one sentence naming it, exit 1, and the checkpoint before it whole."""
+    size = (reference_run.run_dir / "checkpoint_1.pth").stat().st_size
+    disk = make_small_filesystem(1024)
+    fill_until_free(disk, 2 * size + 30 * 1024**2)
+    proc = cli(tiny_base, tiny_dataset, disk / "out", "--num_epochs", "2", "--keep_checkpoints", "100",
+               "--save_step", "1", "--max_steps", "4")
+    assert_one_clear_line(proc, "Could not write", "resume from the newest checkpoint")
+    saved = list_checkpoints(disk / "out")
+    assert saved, proc.stderr  # the first saves fitted: the failure came at a later save, not at the start
+    newest = Path(saved[0].path)
+    assert f"checkpoint_{saved[0].step + 1}.pth (No space left on device)" in proc.stderr, proc.stderr
+    assert_same_training_state(reference_run.run_dir / newest.name, newest)
+    assert not list(disk.rglob("*.tmp"))
 
 
-def file_digest(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def fill_until_free(mount: Path, free: int) -> None:
+    """Take space on `mount` with one allocated file until exactly about `free` bytes are left."""
+    filler = mount / "filler"
+    with open(filler, "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, shutil.disk_usage(mount).free - free)
+        os.fsync(f.fileno())
+    assert abs(shutil.disk_usage(mount).free - free) < 1024**2
 
 
 def test_background_writer_finishes_files_in_order_and_reports_a_failed_fsync(tmp_path, monkeypatch):
@@ -208,3 +205,24 @@ def test_background_writer_finishes_files_in_order_and_reports_a_failed_fsync(tm
     monkeypatch.undo()
     assert torch.equal(torch.load(first, weights_only=True)["w"], torch.arange(10))
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_failed_write_still_reports_the_file_that_became_durable_before_it(tmp_path, monkeypatch):
+    """When serialising a checkpoint fails (a full disk), the previous one, already durable, is still announced
+    at the next wait: the run's `checkpoint` event and its last checkpoint are not lost."""
+    import torch
+
+    from utils.checkpoints import write
+    from utils.checkpoints.keys import CheckpointWriteError
+
+    writer = write.CheckpointWriter()
+    first, second = tmp_path / "checkpoint_1.pth", tmp_path / "checkpoint_2.pth"
+    writer.save({"w": torch.arange(10)}, first)
+
+    def disk_full(state, path):
+        raise write._write_error(path, OSError(28, "No space left on device"))
+
+    monkeypatch.setattr(write, "_write_partial", disk_full)
+    with pytest.raises(CheckpointWriteError, match="No space left"):
+        writer.save({"w": torch.arange(20)}, second)
+    assert writer.wait() == [first]

@@ -13,8 +13,10 @@ from utils.checkpoints.keys import (
     KEY_LOSS,
     KEY_MODEL,
     KEY_OPTIMIZER,
+    KEY_RUN_STATE,
     KEY_STEP,
     KEY_VOCAB_SHA,
+    RUN_STATE_QUALITY,
     CheckpointError,
     Mode,
     gpt_layers,
@@ -65,6 +67,9 @@ class CheckpointInfo:
     gpt_layers: int
     model_dim: int
     written_by_us: bool
+    cer: float | None = None  # the latest quality scores of the run at this checkpoint (--quality_every)
+    speaker_similarity: float | None = None
+    mos: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,7 +94,6 @@ def _loss(value: Any, key: str) -> float | None:
     elif key == "train_loss":
         value = None
     return float(value) if isinstance(value, int | float) and value == value and value != float("inf") else None
-
 
 
 def info_from_state(path: Path, data: dict[str, Any], vocab_path: str | Path | None) -> CheckpointInfo:
@@ -126,7 +130,21 @@ def info_from_state(path: Path, data: dict[str, Any], vocab_path: str | Path | N
         gpt_layers=gpt_layers(model_state),
         model_dim=int(dim),
         written_by_us=written_by_us,
+        **quality_scores(data),
     )
+
+
+def quality_scores(data: dict[str, Any]) -> dict[str, float | None]:
+    """cer, speaker_similarity and mos of the latest quality evaluation a checkpoint records (None without)."""
+    run_state = data.get(KEY_RUN_STATE)
+    quality = run_state.get(RUN_STATE_QUALITY) if isinstance(run_state, dict) else None
+    latest = quality.get("latest") if isinstance(quality, dict) else None
+    latest = latest if isinstance(latest, dict) else {}
+    return {name: _score(latest.get(name)) for name in ("cer", "speaker_similarity", "mos")}
+
+
+def _score(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and value == value else None
 
 
 def classify_checkpoint(path: str | Path, vocab_path: str | Path | None = None) -> CheckpointInfo:

@@ -28,6 +28,8 @@ KEY_LOSS = "model_loss"
 KEY_FORMAT = "xtts_ft_format"  # int: version of what we add; its presence marks a file we wrote
 KEY_VOCAB_SHA = "vocab_sha256"  # fingerprint of the vocabulary the weights were trained with
 KEY_RUN_STATE = "run_state"  # dict: RNG states, data position, best loss, source (see training code)
+RUN_STATE_QUALITY = "quality"  # in run_state: the latest quality scores, the --best_by tracker, the reference
+KEY_OPTIMIZER_NAME = "optimizer_name"  # "adamw" or "adamw8bit": which optimizer's state KEY_OPTIMIZER holds
 FORMAT_VERSION = 1
 
 TEXT_EMBEDDING_SUFFIX = "gpt.text_embedding.weight"

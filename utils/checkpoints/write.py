@@ -73,7 +73,11 @@ class CheckpointWriter:
         """Serialise `state` for `path` now and finish it in the background; returns the files that became
         durable before it (the previous save is always finished first)."""
         done = self.wait()
-        tmp = _write_partial(state, path)
+        try:
+            tmp = _write_partial(state, path)
+        except BaseException:
+            self._done = done + self._done  # the previous file is durable: the next poll/wait still reports it
+            raise
         self._thread = threading.Thread(target=self._finish, args=(tmp, path), name=f"durable {path.name}")
         self._thread.start()
         return done

@@ -97,6 +97,10 @@ class Scorer:
             cer=cer(text, transcript), transcript=transcript, speaker_similarity=similarity,
             mos=self.mos.score(samples), duration_ratio=duration.duration_ratio(span[1] - span[0], text, rate))
 
+    def reference_rate(self, reference: audio_io.AudioInput, language: str | None = None) -> float | None:
+        """The reference's speaking rate in characters per second (from its transcript), None without speech."""
+        return self._reference(reference, None, language or self.language).rate
+
     def _reference(self, reference: audio_io.AudioInput, text: str | None, language: str) -> _Reference:
         """The reference's embedding and rate, from the cache when it is a file analysed before."""
         key = _cache_key(reference, text, language)

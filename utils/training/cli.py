@@ -12,6 +12,7 @@ from typing import Any
 from utils.errors import UserInputError
 from utils.options import TrainOptions, add_arguments, from_namespace
 from utils.training.distributed import Distributed
+from utils.training.guard import TrainingDiverged
 from utils.training.plan import preview_start
 from utils.training.run import train_gpt
 from utils.training.selfcheck import run_selfcheck
@@ -79,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         stop.install()
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over a file-size limit: an OSError to report, not a crash
         dist = Distributed.from_launch(args.rank, args.group_id, args.use_ddp)
-        train_gpt(opts, stop_requested=stop, dist=dist)
+        with dist.connected():  # the launch's process group (NCCL, or gloo without CUDA); nothing when alone
+            train_gpt(opts, stop_requested=stop, dist=dist)
+    except TrainingDiverged as e:  # a divergence stop: nothing new saved; automatic restarts leave exit 3 alone
+        print(f"Error: {e}", file=sys.stderr)
+        return e.exit_code
     except (UserInputError, ValueError, OSError) as e:
         if opts.debug:
             raise

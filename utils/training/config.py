@@ -8,6 +8,8 @@ from typing import Any
 
 from utils.base_model.folder import BaseModel
 from utils.options import TrainOptions
+from utils.training.memory import enable_gradient_checkpointing
+from utils.training.precision import coqui_precision
 from utils.vocabulary.tokenizer import make_tokenizer
 from utils.xtts import MAX_TEXT_TOKENS, OUTPUT_SAMPLE_RATE, SAMPLE_RATE
 
@@ -28,27 +30,31 @@ def build_config(opts: TrainOptions, base: BaseModel, vocab: Path, run_dir: Path
     audio = XttsAudioConfig(sample_rate=SAMPLE_RATE, dvae_sample_rate=SAMPLE_RATE,
                             output_sample_rate=OUTPUT_SAMPLE_RATE)
     languages = sorted(set(base.config.get("languages") or []) | {opts.language})
+    batch = opts.batch_size if isinstance(opts.batch_size, int) else 1  # auto: set once measured (run.py)
+    mixed, precision = coqui_precision(opts.train_precision)
     return GPTTrainerConfig(
         epochs=opts.num_epochs, output_path=str(run_dir), model_args=model_args, run_name=opts.run_name,
         project_name="xtts_ft", dashboard_logger="tensorboard", audio=audio, languages=languages,
-        batch_size=opts.batch_size, eval_batch_size=opts.batch_size, num_loader_workers=opts.num_workers,
+        batch_size=batch, eval_batch_size=batch, num_loader_workers=opts.num_workers,
         num_eval_loader_workers=opts.num_workers, print_step=1 if opts.debug else opts.print_step, plot_step=1,
         log_model_step=10**12, save_step=10**12, save_checkpoints=False, save_n_checkpoints=opts.keep_checkpoints,
         save_best_after=0, print_eval=False, optimizer="AdamW", optimizer_wd_only_on_weights=True,
         optimizer_params={"betas": [0.9, 0.96], "eps": 1e-8, "weight_decay": 1e-2}, lr=opts.lr,
         lr_scheduler="MultiStepLR",
         lr_scheduler_params={"milestones": [50000 * 18, 150000 * 18, 300000 * 18], "gamma": 0.5, "last_epoch": -1},
-        scheduler_after_epoch=False, training_seed=opts.seed, mixed_precision=opts.mixed_precision,
-        test_sentences=[],
+        scheduler_after_epoch=False, training_seed=opts.seed, mixed_precision=mixed,
+        precision=precision, test_sentences=[],
     )
 
 
-def build_model(config: Any, vocab: Path) -> Any:
+def build_model(config: Any, vocab: Path, *, gradient_checkpointing: bool = False) -> Any:
     """coqui's GPTTrainer with our tokenizer (which also accepts languages coqui's list lacks)."""
     from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTTrainer
 
     model = GPTTrainer(config)
     model.xtts.tokenizer = make_tokenizer(vocab)
+    if gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     return model
 
 

@@ -64,13 +64,33 @@ class CheckpointEvent(Event):
 
 @dataclass
 class BestEvent(Event):
-    """best_model.pth became durable; it carries the loss it was chosen by (eval_loss, else train_loss)."""
+    """best_model.pth became durable; it carries what it was chosen by (eval_loss, else train_loss; with
+    --best_by quality the quality means)."""
 
     kind: ClassVar[str] = "best"
-    omit_if_none: ClassVar[tuple[str, ...]] = ("eval_loss", "train_loss")
+    omit_if_none: ClassVar[tuple[str, ...]] = ("eval_loss", "train_loss", "cer", "speaker_similarity", "mos",
+                                               "duration_ratio")
     path: str = ""
     eval_loss: float | None = None
     train_loss: float | None = None
+    cer: float | None = None  # --best_by quality: the scores it was chosen by
+    speaker_similarity: float | None = None
+    mos: float | None = None
+    duration_ratio: float | None = None
+
+
+@dataclass
+class QualityEvent(Event):
+    """Samples synthesised and scored at `step`: the means over the sentences and each sample (path, text,
+    transcript, its scores, and whether it ran into the length cap)."""
+
+    kind: ClassVar[str] = "quality"
+    cer: float | None = None
+    speaker_similarity: float | None = None
+    mos: float | None = None
+    duration_ratio: float | None = None
+    reference: str = ""
+    samples: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -88,7 +108,8 @@ class EndEvent(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (StartEvent, UpdateEvent, EvalEvent, CheckpointEvent, BestEvent, WarningEvent, EndEvent)
+    cls.kind: cls for cls in (StartEvent, UpdateEvent, EvalEvent, CheckpointEvent, BestEvent, QualityEvent,
+                              WarningEvent, EndEvent)
 }
 
 
@@ -123,7 +144,7 @@ class EventLog:
         for path in self.paths:
             with open(path, "a") as f:
                 f.write(text + "\n")
-        if isinstance(event, StartEvent | CheckpointEvent | EndEvent | WarningEvent):
+        if isinstance(event, StartEvent | CheckpointEvent | QualityEvent | EndEvent | WarningEvent):
             print(human_line(event), flush=True)
         if self.callback is not None:
             self.callback(line)
@@ -133,6 +154,13 @@ def human_line(event: Event) -> str:
     """The console's line for an event."""
     if isinstance(event, CheckpointEvent):
         return f"Saved {Path(event.path).name}: step {event.step}, epoch {event.epoch}"
+    if isinstance(event, QualityEvent):
+        return (f"Quality at step {event.step}: CER {_num(event.cer)}, speaker similarity "
+                f"{_num(event.speaker_similarity)}, MOS {_num(event.mos)}, duration ratio {_num(event.duration_ratio)}")
     if isinstance(event, EndEvent):
         return f"Training ended ({event.reason}): step {event.step}, epoch {event.epoch}, run {event.run_dir}"
     return getattr(event, "message", "")
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"

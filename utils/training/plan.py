@@ -15,8 +15,9 @@ from typing import Any
 from utils.base_model.folder import default_base_dir, missing_files
 from utils.checkpoints.classify import CheckpointInfo, classify_checkpoint
 from utils.checkpoints.keys import Mode
+from utils.checkpoints.latest import latest_checkpoint
 from utils.errors import RunError
-from utils.options import TrainOptions
+from utils.options import LATEST, TrainOptions
 from utils.training.run_folder import RUN_VOCAB, is_newest_in_own_run
 from utils.vocabulary.tokenizer import matching_vocab, text_token_count, vocab_sha256
 from utils.xtts import MODEL_FILE, VOCAB_FILE
@@ -33,6 +34,8 @@ class StartPlan:
     source_vocab_path: Path  # the vocabulary the source's weights were trained with
     run_dir: Path | None  # None: a new run folder is made once the data is checked
     continues_run: bool  # True: writing on in the source's own run folder
+    latest: bool = False  # --custom_model latest was asked for
+    latest_found: bool = False  # ... and found the source (else: a start from the base)
 
     @property
     def step(self) -> int:
@@ -45,6 +48,13 @@ class StartPlan:
 
     def describe(self) -> str:
         """One line saying what this start will do (the picker's line, and --dry_run's)."""
+        line = self._describe()
+        if not self.latest:
+            return line
+        return f"--custom_model latest is {self.source}. {line}" if self.latest_found else (
+            f"--custom_model latest: no checkpoint yet. {line}")
+
+    def _describe(self) -> str:
         name = self.source.name
         if self.mode is Mode.RESUME:
             where = ("continues in its own run folder" if self.continues_run
@@ -58,10 +68,11 @@ class StartPlan:
         return f"Fine-tune from {name}: weights only, fresh optimizer, step 0 (a new run folder)"
 
     def to_dict(self) -> dict[str, Any]:
-        """The plan as --dry_run --json prints it."""
-        return {"mode": str(self.mode), "source": str(self.source), "step": self.step, "epoch": self.epoch,
+        """The plan as --dry_run --json prints it (with --custom_model latest: whether it found a checkpoint)."""
+        plan = {"mode": str(self.mode), "source": str(self.source), "step": self.step, "epoch": self.epoch,
                 "vocab": str(self.vocab_path), "run_dir": str(self.run_dir) if self.run_dir else None,
                 "continues_run": self.continues_run}
+        return {**plan, "latest_found": self.latest_found} if self.latest else plan
 
 
 @dataclass
@@ -95,7 +106,9 @@ def find_source_vocab(source: Path, info: CheckpointInfo, candidates: list[Path]
 def plan_start(opts: TrainOptions, base_vocab: Path, base_model: Path) -> StartPlan:
     """Classify the start file (its pickled structure only: no tensor data) and decide mode, vocabularies and
     run folder."""
-    source = Path(opts.custom_model) if opts.custom_model else base_model
+    found = latest_checkpoint(opts.output_path) if opts.custom_model == LATEST else None
+    custom = str(found) if found else (None if opts.custom_model == LATEST else opts.custom_model)
+    source = Path(custom) if custom else base_model
     info = classify_checkpoint(source, opts.vocab or base_vocab)
     candidates = [Path(opts.vocab)] if opts.vocab else []
     source_vocab = find_source_vocab(source, info, [*candidates, base_vocab])
@@ -112,7 +125,8 @@ def plan_start(opts: TrainOptions, base_vocab: Path, base_model: Path) -> StartP
         vocab = Path(opts.vocab) if opts.vocab else base_vocab
         mode = Mode.BASE if vocab_sha256(vocab) == vocab_sha256(source_vocab) else Mode.EXTEND_VOCAB
         continues = False
-    return StartPlan(mode, source, info, vocab, source_vocab, source.parent if continues else None, continues)
+    return StartPlan(mode, source, info, vocab, source_vocab, source.parent if continues else None, continues,
+                     latest=opts.custom_model == LATEST, latest_found=found is not None)
 
 
 def base_folder(opts: TrainOptions) -> Path:
@@ -123,7 +137,8 @@ def base_folder(opts: TrainOptions) -> Path:
 def preview_start(opts: TrainOptions) -> StartPlan | BaseToDownload:
     """The plan training would make for `opts`, with no side effect (nothing downloaded, created or changed)."""
     folder = base_folder(opts)
-    if not opts.custom_model and not opts.base_model_dir and missing_files(folder):
+    from_base = not opts.custom_model or (opts.custom_model == LATEST and latest_checkpoint(opts.output_path) is None)
+    if from_base and not opts.base_model_dir and missing_files(folder):
         return BaseToDownload(folder)
     return plan_start(opts, folder / VOCAB_FILE, folder / MODEL_FILE)
 

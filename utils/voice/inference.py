@@ -51,21 +51,44 @@ def load_voice(path: str | Path, *, vocab: str | Path | None = None) -> Voice:
 def synthesize(voice: Voice, text: str, reference_wav: str | Path, language: str, *, seed: int = 0,
                out_path: str | Path | None = None, max_new_tokens: int | None = None) -> tuple[np.ndarray, int]:
     """Speak `text` in the voice of `reference_wav`; returns (samples, sample rate) and writes a wav if asked.
-    `max_new_tokens` caps the generated audio tokens (about 43 ms of audio each); None leaves XTTS's limit."""
+    `max_new_tokens` caps the generated audio tokens (about 46 ms of audio each); None leaves XTTS's limit."""
     import soundfile as sf
-    import torch
 
     if not text.strip():
         raise ValueError("The text to synthesise is empty: type a sentence.")
     reference = Path(reference_wav)
     if not reference.is_file():
         raise ValueError(f"Reference audio {reference} does not exist: pick a clip of the speaker.")
-    torch.manual_seed(seed)
-    with torch.inference_mode():
-        latent, speaker = voice.model.get_conditioning_latents(audio_path=[str(reference)])
-        limit = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
-        out = voice.model.inference(text, language, latent, speaker, temperature=0.7, **limit)
-    wav = np.asarray(out["wav"], dtype=np.float32)
+    wav = speak(voice.model, text, language, conditioning(voice.model, reference), seed=seed,
+                max_new_tokens=max_new_tokens)
     if out_path is not None:
         sf.write(out_path, wav, OUTPUT_SAMPLE_RATE)
     return wav, OUTPUT_SAMPLE_RATE
+
+
+def conditioning(model: object, reference_wav: Path) -> tuple:
+    """XTTS's conditioning (GPT latents, speaker embedding) of one reference clip, for `speak`."""
+    import torch
+
+    with torch.inference_mode():
+        return model.get_conditioning_latents(audio_path=[str(reference_wav)])
+
+
+def speak(model: object, text: str, language: str, voice_conditioning: tuple, *, seed: int = 0,
+          max_new_tokens: int | None = None) -> np.ndarray:
+    """One sentence from an Xtts ready for inference (eval mode, `init_gpt_for_inference` done), its sampling
+    seeded by `seed`; samples at OUTPUT_SAMPLE_RATE."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    latent, speaker = voice_conditioning
+    torch.manual_seed(seed)
+    limit = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # XTTS also sets max_length: transformers warns that the cap wins, each call
+    try:
+        with torch.inference_mode():
+            out = model.inference(text, language, latent, speaker, temperature=0.7, **limit)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return np.asarray(out["wav"], dtype=np.float32)
