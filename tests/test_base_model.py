@@ -247,6 +247,56 @@ def test_wrong_mel_stats_is_refused(base_copy, value):
     assert str(folder / "mel_stats.pth") in str(e.value) and FLAG in str(e.value)
 
 
+MEMORY_MARGIN_KB = 500 * 1024  # refusing the hostile file may cost at most 500 MB more than checking a good folder
+CHECK_PEAK_RSS = """
+import json, resource, sys
+sys.path.insert(0, sys.argv[1])
+from utils.base_model.folder import BaseModelError, check_base_folder
+seen = []
+for folder in sys.argv[2:]:
+    try:
+        check_base_folder(folder)
+        seen.append([None, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss])
+    except BaseModelError as e:
+        seen.append([str(e), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss])
+print(json.dumps(seen))
+"""
+
+
+def test_a_tiny_dvae_or_mel_stats_file_asking_for_gigabytes_is_refused_without_allocating(tiny_base, tmp_path):
+    """dvae.pth and mel_stats.pth go through the capped metadata read before torch.load, as checkpoints do: a
+    few hundred bytes that would build a 1.5 GB bytearray are refused, and the check's peak memory stays that of
+    checking a good folder (measured in a fresh process, the good folder first)."""
+    import pickle
+    import subprocess
+    import sys
+    import zipfile
+
+    from conftest import ROOT
+
+    class Big:
+        def __reduce__(self):
+            return (bytearray, (1_500_000_000,))
+
+    folders = []
+    for name in ("dvae.pth", "mel_stats.pth"):
+        folder = linked_copy(tiny_base, tmp_path / name, skip=(name,))
+        with zipfile.ZipFile(folder / name, "w") as z:  # protocol 3: torch's weights_only loader would build it
+            z.writestr("archive/data.pkl", pickle.dumps({"w": Big()}, protocol=3))
+            z.writestr("archive/version", "3\n")
+        assert (folder / name).stat().st_size < 1000
+        folders.append(folder)
+    done = subprocess.run([sys.executable, "-c", CHECK_PEAK_RSS, str(ROOT), str(tiny_base), *map(str, folders)],
+                          capture_output=True, text=True, timeout=300, check=True)
+    (good, good_rss), *refused = json.loads(done.stdout)
+    assert good is None
+    for folder, (error, rss) in zip(folders, refused, strict=True):
+        name = folder.name
+        assert rss <= good_rss + MEMORY_MARGIN_KB, f"peak RSS {rss} KB refusing {name} vs {good_rss} KB"
+        assert error and str(folder / name) in error and FLAG in error, error
+        assert "refused: bytearray(1500000000) asks for more than" in error, error  # the capped reader's reason
+
+
 def test_invalid_vocab_is_refused(base_copy):
     folder = base_copy("vocab.json")
     (folder / "vocab.json").write_text('{"not": "a tokenizer"}')

@@ -119,7 +119,8 @@ def hostile_checkpoint(path: Path, size: int = 1_500_000_000) -> Path:
             return (bytearray, (size,))
 
     with zipfile.ZipFile(path, "w") as z:
-        z.writestr("archive/data.pkl", pickle.dumps({"model": {}, "optimizer": Big()}, protocol=4))
+        # protocol 3: torch's weights_only loader would build it too (it refuses protocol 4's opcodes at once)
+        z.writestr("archive/data.pkl", pickle.dumps({"model": {}, "optimizer": Big()}, protocol=3))
         z.writestr("archive/version", "3\n")
     return path
 
@@ -265,6 +266,24 @@ def test_the_whisper_box_takes_only_model_names_when_restricted(restricted, outs
         answers.append(report.replace(model, "<model>"))
     assert answers[0] == answers[1] == answers[2]
     assert not (restricted.ctx.config.output / "dataset" / "wavs" / "speech.wav").exists()
+
+
+def test_quality_options_of_a_training_start_obey_the_policy(restricted, outside, tmp_path):
+    """The voice to score against, the sentences file and the Whisper model of --quality_every are checked like
+    every other path: a file outside the work folders, or a folder as Whisper model, is refused by name."""
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("hello there\n")
+    dataset = restricted.ctx.config.output / "dataset"
+    (dataset / "wavs").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(outside, dataset / "wavs" / "inside.wav")
+    for name in ("metadata_train.csv", "metadata_eval.csv"):
+        write_csv(dataset / name, [("wavs/inside.wav", "a clip inside the work folders")])
+    for option, value, said in (("reference_wav", str(outside), "outside the work folders"),
+                                ("quality_sentences", str(sentences), "outside the work folders"),
+                                ("whisper_model", "/etc", "is not one of the model names")):
+        status = client(restricted).predict({"quality_every": 10, option: value}, api_name="/start_training")
+        assert not status["accepted"] and said in status["error"] and value in status["error"], status
+    assert restricted.ctx.jobs.status()["state"] == "idle"
 
 
 # --- 8. jobs ---------------------------------------------------------------------------------------------------------

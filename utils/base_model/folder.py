@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.checkpoints.keys import CheckpointError, gpt_layers, text_embedding_key
+from utils.checkpoints.meta import RefusedStructure, can_read_meta, check_legacy_structure, read_meta
 from utils.checkpoints.read import read_checkpoint
 from utils.errors import UserInputError
 from utils.vocabulary.tokenizer import VocabError, load_vocab, text_token_count
@@ -221,7 +222,9 @@ def expected_dvae_shapes() -> dict[str, tuple[int, ...]]:
 
 
 def _load_tensor_file(path: Path) -> Any:
-    """torch.load with weights_only (no code runs) and memory-mapped when possible; errors name the file."""
+    """torch.load with weights_only (no code runs) and memory-mapped when possible, after the capped metadata read
+    (utils/checkpoints/meta.py) has accepted the file's structure, so a tiny hostile file cannot make torch
+    allocate gigabytes; errors name the file."""
     import zipfile
 
     import torch
@@ -229,6 +232,10 @@ def _load_tensor_file(path: Path) -> Any:
     if path.stat().st_size == 0:
         raise _fail(path, "is empty (0 bytes)", _redownload_fix(path))
     try:
+        if can_read_meta(path):
+            read_meta(path)  # builds no tensor; refuses a global or a structure no tensor file needs
+        else:
+            check_legacy_structure(path)
         return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as e:  # torch raises many types (UnpicklingError, RuntimeError, IndexError...) for bad files
         raise _fail(path, f"is not a readable PyTorch file ({_load_error_reason(e)})", _redownload_fix(path)) from e
@@ -239,6 +246,8 @@ def _load_error_reason(e: Exception) -> str:
     import pickle
 
     first = str(e).splitlines()[0] if str(e) else ""
+    if isinstance(e, RefusedStructure) and first:
+        return f"refused: {first[:200]}"
     if isinstance(e, pickle.UnpicklingError) or first.startswith("Weights only load failed"):
         return "corrupt, or holding objects other than tensors, whose loading could run code"
     if isinstance(e, RuntimeError | EOFError | OSError) and first:

@@ -1,7 +1,10 @@
 """The WebUI's named API endpoints, for `gradio_client`.
 
-    /list_checkpoints   folder (str)           -> list of checkpoint dicts (path, step, epoch, mode, ...)
-    /start_training     options (dict)         -> job status (accepted, error, state, step, total, ...)
+    /list_checkpoints   folder (str)           -> list of checkpoint dicts (path, step, epoch, mode, ...); a file
+                                                  that cannot be used is a row {path, error, mode: null, ...}
+    /start_training     options (dict)         -> job status (accepted, error, state, step, total, ...); besides
+                                                  the CLI's options, `restarts`: restart after a crash up to N
+                                                  times (default 3; 0: never)
     /training_status    -                      -> job status
     /stop_training      -                      -> job status (SIGTERM: the trainer saves, then exits 0)
 
@@ -15,7 +18,9 @@ from typing import Any
 
 import gradio as gr
 
+from utils.options import LATEST
 from utils.webui.context import ANTICIPATED, WebUIContext
+from utils.webui.restarts import check_restarts
 from utils.xtts import EVAL_CSV, MODEL_FILE, TRAIN_CSV
 
 
@@ -34,7 +39,8 @@ def register(ctx: WebUIContext) -> None:
         """Start `python utils/gpt_train.py` with these options unless a job is running.
 
         Args:
-            options: the CLI's options by name (train_csv, eval_csv, output_path, custom_model, max_steps, ...)
+            options: the CLI's options by name (train_csv, eval_csv, output_path, custom_model, max_steps, ...),
+                and `restarts`: how many times to restart after a crash (default 3)
         """
         return api_start_training(ctx, options)
 
@@ -59,7 +65,8 @@ def api_list_checkpoints(ctx: WebUIContext, folder: str | None) -> list[dict[str
         path = ctx.policy.check(folder, "Folder")
         if not path.is_dir():
             raise ValueError(f"Folder {folder} does not exist or is not a folder.")
-        return [{**info.to_dict(), "describe": info.describe()} for info in list_checkpoints(path, ctx.base_vocab())]
+        return [{**info.to_dict(), "describe": info.describe()}
+                for info in list_checkpoints(path, ctx.base_vocab(), include_unusable=True)]
     except ANTICIPATED as e:
         return {"error": str(e)}
 
@@ -69,11 +76,17 @@ def api_start_training(ctx: WebUIContext, options: dict[str, Any] | None) -> dic
     try:
         if not isinstance(options, dict):
             raise ValueError("options must be a JSON object of the CLI's options, e.g. {\"num_epochs\": 10}.")
+        options = dict(options)
+        restarts = check_restarts(options.pop("restarts", None))  # a job setting, not a training option
         values = {"output_path": str(ctx.config.output), "language": ctx.dataset_language(),
                   "train_csv": str(ctx.config.dataset_dir / TRAIN_CSV),
                   "eval_csv": str(ctx.config.dataset_dir / EVAL_CSV), **options}
         if "base_model_dir" not in options and (ctx.config.base_dir / MODEL_FILE).is_file():
             values["base_model_dir"] = str(ctx.config.base_dir)
-        return ctx.jobs.start(ctx.policy.check_options(values))
+        latest = values.get("custom_model") == LATEST  # not a path: the newest checkpoint under output_path
+        opts = ctx.policy.check_options({**values, "custom_model": None} if latest else values)
+        if latest:
+            opts.custom_model = LATEST
+        return ctx.jobs.start(opts, restarts=restarts)
     except ANTICIPATED as e:
         return {**ctx.jobs.status(), "accepted": False, "error": str(e)}

@@ -13,7 +13,7 @@ from typing import Any
 
 from utils.errors import UserInputError
 from utils.webui.jobs import TrainingJobs
-from utils.webui.paths import PathPolicy, WebUIConfig
+from utils.webui.paths import PathPolicy, PathRefused, WebUIConfig
 from utils.webui.run_history import RunHistories
 from utils.webui.scoring import ScorerCache
 from utils.xtts import EVAL_CSV, LANG_FILE, MODEL_FILE, TRAIN_CSV, VOCAB_FILE
@@ -128,9 +128,11 @@ def preselect(infos: list[Any]) -> str:
     return usable[0].path if usable else ""
 
 
-def dataset_clips(dataset_dir: Path, limit: int = 500) -> list[tuple[str, str]]:
-    """(label, absolute path) of the dataset's clips, for picking a reference speaker clip."""
-    from utils.data.metadata import read_metadata
+def dataset_clips(dataset_dir: Path, policy: PathPolicy, limit: int = 500) -> list[tuple[str, str]]:
+    """(label, absolute path) of the dataset's clips, for picking a reference speaker clip. A CSV line naming
+    audio outside the work folders of a restricted WebUI is left out before its file is looked at, so the list
+    never tells whether such a file exists."""
+    from utils.data.metadata import read_metadata, resolve_audio
 
     clips: list[tuple[str, str]] = []
     for name in (TRAIN_CSV, EVAL_CSV):
@@ -142,7 +144,10 @@ def dataset_clips(dataset_dir: Path, limit: int = 500) -> list[tuple[str, str]]:
         except ValueError:
             continue
         for row in rows:
-            audio = (dataset_dir / row.audio_file).resolve()
+            try:
+                audio = policy.check(resolve_audio(dataset_dir, row.audio_file), "Reference clip")
+            except PathRefused:
+                continue
             if audio.is_file() and len(clips) < limit:
                 clips.append((f"{row.audio_file}: {row.text[:60]}", str(audio)))
     return clips

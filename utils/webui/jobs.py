@@ -14,6 +14,10 @@ Files of a job live in the WebUI's own folder, whatever the job's --output_path:
 the same folder cannot start another while it runs. A WebUI that restarts while its job still runs finds the
 job from that record (`adopt_running`: the pid, its start time and its command line must match, and the
 record's files must lie in the folder) and shows and stops it as before; only the exit status is not its to read.
+
+A job started with `restarts` N > 0 is started again after a crash, up to N times (utils/webui/restarts.py says
+what counts as one), from the newest checkpoint of its run folder, into the same progress and log files; a
+watcher thread does it, so no page needs to be open. A job taken over from an earlier WebUI is not restarted.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import datetime
 import fcntl
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -38,31 +41,22 @@ from typing import Any
 from utils.fsio import write_json_atomic
 from utils.options import LATEST, TrainOptions
 from utils.procinfo import process_start_ticks
-from utils.training.events import (
-    BestEvent,
-    CheckpointEvent,
-    EndEvent,
-    EvalEvent,
-    StartEvent,
-    UpdateEvent,
-    WarningEvent,
-    event_from_dict,
-)
+from utils.webui.job_progress import Progress, error_line, log_tail, thin
 from utils.webui.paths import JOBS_SUBDIR, ROOT
+from utils.webui.restarts import CRASH_LOG_LINES, Crash, check_restarts, ended_text, is_crash, restart_options
 
 TRAIN_SCRIPT = ROOT / "utils" / "gpt_train.py"
 LOCK_FILE = "train.lock"
 STOP_GRACE_S = 120.0  # a save of a full-size checkpoint to a slow disk takes under a minute
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-ACTIVE = ("starting", "running", "stopping")
-MAX_PLOT_POINTS = 2000
+ACTIVE = ("starting", "running", "stopping", "restarting")
+LOCK_WAIT_S = 60.0  # a crashed trainer's leftover workers may hold the jobs lock a few seconds after it died
 
 
 @dataclass(frozen=True)
 class JobStatus:
     """A training job as the page and the API see it (`/training_status` returns `to_dict()`)."""
 
-    state: str  # idle, starting, running, stopping, finished, stopped, failed
+    state: str  # idle, starting, running, stopping, restarting (after a crash), finished, stopped, failed
     running: bool
     message: str
     pid: int | None = None
@@ -88,6 +82,9 @@ class JobStatus:
     progress_file: str | None = None
     command: list[str] | None = None
     force_stop: bool = False  # Stop got no answer within the grace period: Force stop (SIGKILL) is offered
+    restarts: int = 0  # restarts after a crash so far
+    max_restarts: int = 0  # the job's "Restart after a crash (up to N times)"
+    crashes: list[dict[str, Any]] = field(default_factory=list)  # each restarted crash (restarts.Crash.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -98,66 +95,11 @@ def train_command() -> list[str]:
     return [sys.executable, "-u", str(TRAIN_SCRIPT)]
 
 
-@dataclass
-class _Progress:
-    """What the progress events of one job say so far."""
-
-    mode: str | None = None
-    run_dir: str | None = None
-    start_step: int | None = None
-    step: int = 0
-    total: int | None = None
-    epoch: int | None = None
-    loss: float | None = None
-    avg_loss: float | None = None
-    eval_loss: float | None = None
-    lr: float | None = None
-    eta_s: float | None = None
-    checkpoint: str | None = None
-    best: str | None = None
-    message: str = ""
-    warnings: list[str] = field(default_factory=list)
-    end_reason: str | None = None
-    train_points: list[tuple[int, float]] = field(default_factory=list)
-    eval_points: list[tuple[int, float]] = field(default_factory=list)
-    events: int = 0
-
-    def apply(self, line: dict[str, Any]) -> None:
-        """Take in one progress.jsonl line (an event record; unknown kinds only count)."""
-        self.events += 1
-        event = event_from_dict(line)
-        if event is None:
-            return
-        for key in ("step", "total", "epoch"):
-            if getattr(event, key) is not None:
-                setattr(self, key, getattr(event, key))
-        if getattr(event, "run_dir", None):
-            self.run_dir = event.run_dir
-        if isinstance(event, StartEvent):
-            self.mode, self.start_step, self.lr, self.message = event.mode, event.step, event.lr, event.message
-        elif isinstance(event, UpdateEvent):
-            self.loss, self.avg_loss, self.lr, self.eta_s = event.loss, event.avg_loss, event.lr, event.eta_s
-            if isinstance(event.loss, int | float):
-                self.train_points.append((event.step, float(event.loss)))
-        elif isinstance(event, EvalEvent) and isinstance(event.eval_loss, int | float):
-            self.eval_loss = float(event.eval_loss)
-            self.eval_points.append((event.step, self.eval_loss))
-        elif isinstance(event, CheckpointEvent):
-            self.checkpoint = event.path
-        elif isinstance(event, BestEvent):
-            self.best = event.path
-        elif isinstance(event, WarningEvent):
-            self.warnings.append(event.message)
-        elif isinstance(event, EndEvent):
-            self.end_reason = event.reason
-            self.checkpoint = event.path or self.checkpoint
-
-
 class _AdoptedProcess:
     """A training process an earlier WebUI started, watched by pid. Its exit status is not ours to collect: an
     `end` event in its progress means it exited 0 (the CLI writes it last), none means it failed."""
 
-    def __init__(self, pid: int, start_ticks: int, progress: _Progress) -> None:
+    def __init__(self, pid: int, start_ticks: int, progress: Progress) -> None:
         self.pid, self.start_ticks, self.progress = pid, start_ticks, progress
 
     def alive(self) -> bool:
@@ -193,11 +135,18 @@ class _Job:
     progress_path: Path
     log_path: Path
     started: float
-    progress: _Progress = field(default_factory=_Progress)
+    progress: Progress = field(default_factory=Progress)
     offset: int = 0
     stop_requested: float | None = None  # when Stop was sent (time.monotonic())
     force_stopped: bool = False
     ended: float | None = None
+    opts: TrainOptions | None = None  # what it was started with (None: taken over from an earlier WebUI)
+    record_path: Path | None = None
+    max_restarts: int = 0
+    crashes: list[Crash] = field(default_factory=list)
+    starts_before: int = 0  # start events read before the current process was started
+    restart_error: str | None = None  # why the restart after a crash could not be started
+    restart_cancelled: bool = False  # Stop was asked while the job waited to restart
 
 
 def _descendants(pid: int) -> list[int]:
@@ -254,8 +203,9 @@ class TrainingJobs:
             self.folder = Path(folder)
 
     # --- actions ---------------------------------------------------------------------------------------
-    def start(self, opts: TrainOptions) -> dict[str, Any]:
-        """Start the CLI with `opts`, unless a job is running. The status says `accepted` and, if not, why."""
+    def start(self, opts: TrainOptions, restarts: int = 0) -> dict[str, Any]:
+        """Start the CLI with `opts`, unless a job is running; after a crash, start it again from its newest
+        checkpoint up to `restarts` times. The status says `accepted` and, if not, why."""
         with self._lock:
             if self._job is not None and self._poll(self._job) in ACTIVE:
                 status = self._status(self._job)
@@ -264,13 +214,16 @@ class TrainingJobs:
                     f"/{status['total'] or '?'}): stop it before starting another.")}
             try:
                 check_start(opts)
+                restarts = check_restarts(restarts)
                 job = self._spawn(opts)
             except JobLocked as e:
                 return {**idle_status(), "accepted": False, "error": str(e)}
             except (ValueError, OSError) as e:
                 previous = self._status(self._job) if self._job else idle_status()
                 return {**previous, "accepted": False, "error": str(e)}
+            job.max_restarts = restarts
             self._job = job
+            threading.Thread(target=self._watch, args=(job,), name="training-job-watcher", daemon=True).start()
             return {**self._status(job), "accepted": True, "error": None}
 
     def stop(self) -> dict[str, Any]:
@@ -282,7 +235,10 @@ class TrainingJobs:
                 return {**status, "accepted": False, "error": "No training job is running."}
             if job.stop_requested is None:
                 job.stop_requested = time.monotonic()
-                job.proc.send_signal(signal.SIGTERM)
+                if job.proc.poll() is None:
+                    job.proc.send_signal(signal.SIGTERM)
+                else:  # crashed and waiting to restart: it is not restarted
+                    job.restart_cancelled = True
             return {**self._status(job), "accepted": True, "error": None}
 
     def force_stop(self) -> dict[str, Any]:
@@ -308,7 +264,7 @@ class TrainingJobs:
         """When the WebUI itself stops (Ctrl-C, or SIGINT to its pid alone): the job it started saves a checkpoint
         and stops; a second request (the terminal's Ctrl-C reached it too) changes nothing."""
         job = self._job
-        if job is None or isinstance(job.proc, _AdoptedProcess) or job.proc.poll() is not None:
+        if job is None or isinstance(job.proc, _AdoptedProcess) or not self.status()["running"]:
             return
         print("Stopping training: the trainer saves a checkpoint first...", file=sys.stderr)
         self.stop()
@@ -325,12 +281,12 @@ class TrainingJobs:
             if self._job is None:
                 return [], []
             self._read_events(self._job)
-            return _thin(self._job.progress.train_points), _thin(self._job.progress.eval_points)
+            return thin(self._job.progress.train_points), thin(self._job.progress.eval_points)
 
     def log_tail(self, lines: int = 40) -> str:
         """The end of the job's console output, colour codes removed."""
         with self._lock:
-            return "" if self._job is None else _tail(self._job.log_path, lines)
+            return "" if self._job is None else log_tail(self._job.log_path, lines)
 
     def adopt_running(self) -> bool:
         """Take over a job still running from an earlier WebUI on this jobs folder (found by its job record),
@@ -363,37 +319,88 @@ class TrainingJobs:
         home = self.folder.resolve()
         if any(f.resolve().parent != home for f in files):
             return None
-        progress = _Progress()
+        progress = Progress()
         return _Job(_AdoptedProcess(pid, ticks, progress), argv, files[0], files[1], started, progress)
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
-        """Block until the job ends (for scripts and tests); returns its status."""
-        job = self._job
-        if job is not None:
-            job.proc.wait(timeout)
+        """Block until the job ends, restarts after a crash included (for scripts and tests); returns its status."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._job is not None:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            self._job.proc.wait(left)
+            status = self.status()
+            if not status["running"]:
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("training job", timeout)
+            time.sleep(0.1)  # restarting: the watcher starts the next process
         return self.status()
 
     # --- internals -------------------------------------------------------------------------------------
     def _spawn(self, opts: TrainOptions) -> _Job:
         folder = self.folder if self.folder is not None else Path(opts.output_path) / JOBS_SUBDIR
         folder.mkdir(parents=True, exist_ok=True)
-        lock = _take_lock(folder)
+        stem = "train-" + datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+        progress_path, log_path = folder / f"{stem}.jsonl", folder / f"{stem}.log"
+        job = _Job(None, [], progress_path, log_path, time.time(), opts=opts, record_path=folder / f"{stem}.json")
+        self._launch(job, opts)
+        return job
+
+    def _launch(self, job: _Job, opts: TrainOptions) -> None:
+        """Start the CLI for `job` (its first process, or a restart: same progress and log files) and write the
+        job record a restarted WebUI finds it by."""
+        lock = _take_lock(job.progress_path.parent)
         try:
-            stem = "train-" + datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-            progress_path, log_path = folder / f"{stem}.jsonl", folder / f"{stem}.log"
-            progress_path.touch()
-            argv = [*self.command, *opts.to_argv(), "--progress_jsonl", str(progress_path)]
+            job.progress_path.touch()
+            argv = [*self.command, *opts.to_argv(), "--progress_jsonl", str(job.progress_path)]
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            with open(log_path, "ab") as log:  # the child inherits the lock: held while it runs, in any WebUI
+            with open(job.log_path, "ab") as log:  # the child inherits the lock: held while it runs, in any WebUI
                 proc = subprocess.Popen(argv, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
                                         stderr=subprocess.STDOUT, env=env, pass_fds=(lock,))
         finally:
             os.close(lock)
-        job = _Job(proc, argv, progress_path, log_path, time.time())
+        job.proc, job.argv, job.ended, job.starts_before = proc, argv, None, job.progress.starts
         record = {"pid": proc.pid, "start_ticks": process_start_ticks(proc.pid), "argv": argv,
-                  "progress": str(progress_path), "log": str(log_path), "started": job.started}
-        write_json_atomic(folder / f"{stem}.json", record, indent=1)
-        return job
+                  "progress": str(job.progress_path), "log": str(job.log_path), "started": job.started}
+        write_json_atomic(job.record_path, record, indent=1)
+
+    def _watch(self, job: _Job) -> None:
+        """Wait for each process of `job`; after a crash, start it again while restarts are left."""
+        while True:
+            job.proc.wait()
+            if not self._restart(job):
+                return
+
+    def _restart(self, job: _Job) -> bool:
+        """Start `job` again from its run's newest checkpoint if its process crashed and restarts are left (the
+        lock may still be held for a moment by the crashed trainer's workers). True once restarted."""
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            with self._lock:
+                if self._job is not job or self._poll(job) != "restarting":
+                    return False
+                opts, source = restart_options(job.opts, job.progress.run_dir)
+                crash = Crash(job.proc.poll(), job.progress.step, log_tail(job.log_path, CRASH_LOG_LINES),
+                              None if source is None else str(source))
+                try:
+                    self._launch(job, opts)
+                except JobLocked as e:
+                    if time.monotonic() > deadline:
+                        job.restart_error = str(e)
+                        return False
+                except (ValueError, OSError) as e:
+                    job.restart_error = f"the restart could not be started: {e}"
+                    return False
+                else:
+                    job.crashes.append(crash)
+                    return True
+            time.sleep(0.5)
+
+    def _restart_due(self, job: _Job, code: int | None) -> bool:
+        """The job's process crashed, restarts are left, and nothing (a Stop, a failed restart) rules one out."""
+        started = job.progress.starts > job.starts_before
+        return (is_crash(code, started, job.stop_requested is not None or job.force_stopped)
+                and len(job.crashes) < job.max_restarts and job.restart_error is None and job.opts is not None)
 
     def _poll(self, job: _Job) -> str:
         self._read_events(job)
@@ -401,11 +408,15 @@ class TrainingJobs:
         if code is None:
             if job.stop_requested is not None:
                 return "stopping"
-            return "running" if job.progress.mode is not None else "starting"
+            return "running" if job.progress.starts > job.starts_before else "starting"
         if job.ended is None:
             job.ended = time.time()
             self._read_events(job)
             code = job.proc.poll()  # an adopted job's status comes from the events just read
+        if self._restart_due(job, code):
+            return "restarting"
+        if job.restart_cancelled:
+            return "stopped"
         if code == 0:
             stopped = job.stop_requested is not None or "stop" in (job.progress.end_reason or "")
             return "stopped" if stopped else "finished"
@@ -448,7 +459,8 @@ class TrainingJobs:
             eta_s=p.eta_s if state in ACTIVE else None, checkpoint=p.checkpoint, best_checkpoint=p.best,
             warnings=list(p.warnings), events=p.events, started=job.started, ended=job.ended,
             log_file=str(job.log_path), progress_file=str(job.progress_path), command=list(job.argv),
-            force_stop=force,
+            force_stop=force, restarts=len(job.crashes), max_restarts=job.max_restarts,
+            crashes=[c.to_dict() for c in job.crashes],
         ).to_dict()
 
 
@@ -494,8 +506,18 @@ def check_start(opts: TrainOptions) -> None:
 
 def _message(state: str, job: _Job, code: int | None, force: bool = False) -> str:
     p = job.progress
+    if state == "starting" and job.crashes:
+        return (f"Restarting after a crash ({ended_text(job.crashes[-1].returncode)} at update "
+                f"{job.crashes[-1].step}): restart {len(job.crashes)} of {job.max_restarts}, from "
+                f"{Path(job.crashes[-1].resumed_from).name if job.crashes[-1].resumed_from else 'the job start'}...")
     if state == "starting":
         return "Starting: loading the base model and the dataset..."
+    if state == "restarting":
+        return (f"Training crashed ({ended_text(code)} at update {p.step}): restarting from the run's newest "
+                f"checkpoint (restart {len(job.crashes) + 1} of {job.max_restarts}).")
+    if job.restart_cancelled:
+        return (f"Stopped: training crashed ({ended_text(code)} at update {p.step}) and Stop was asked before it "
+                f"restarted; the newest checkpoint is {Path(p.checkpoint).name if p.checkpoint else 'none yet'}.")
     if force:
         last = Path(p.checkpoint).name if p.checkpoint else "none yet"
         return (f"Stop got no answer for {time.monotonic() - job.stop_requested:.0f} s: Force stop kills the "
@@ -506,11 +528,11 @@ def _message(state: str, job: _Job, code: int | None, force: bool = False) -> st
     if state == "running":
         return p.message
     if state == "failed" and isinstance(job.proc, _AdoptedProcess):
-        reason = _error_line(job.log_path) or "it ended without its final event (killed?); see the log below."
+        reason = error_line(job.log_path) or "it ended without its final event (killed?); see the log below."
         return f"Training (pid {job.proc.pid}, started before the WebUI restarted) failed: {reason}"
     if state == "failed":
-        reason = _error_line(job.log_path) or (f"killed by signal {-code}" if code and code < 0 else "")
-        return f"Training failed (exit status {code}): {reason or 'see the log below.'}"
+        reason = error_line(job.log_path) or (f"killed by signal {-code}" if code and code < 0 else "")
+        return f"Training failed (exit status {code}): {reason or 'see the log below.'}" + _restart_note(job)
     last = Path(p.checkpoint).name if p.checkpoint else "no checkpoint"
     if state == "stopped" and job.force_stopped:
         return (f"Force-stopped (SIGKILL) at update {p.step}: the newest checkpoint, {last}, is intact; updates "
@@ -520,28 +542,10 @@ def _message(state: str, job: _Job, code: int | None, force: bool = False) -> st
     return f"Finished ({p.end_reason or 'completed'}) at update {p.step}; last checkpoint {last}."
 
 
-def _error_line(log_path: Path) -> str:
-    """The CLI's one-sentence error (the last 'Error: ...' line), else the last line of its output."""
-    lines = [line.strip() for line in _tail(log_path, 60).splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error:")]
-    return (errors[-1].removeprefix("Error:").strip() if errors else lines[-1]) if lines else ""
-
-
-def _tail(path: Path, lines: int) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64 * 1024))
-            text = f.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
-    text = ANSI.sub("", text).replace("\r\n", "\n")
-    rows = [row.rsplit("\r", 1)[-1] for row in text.split("\n")]  # progress bars redraw with \r
-    return "\n".join(rows[-lines:]).strip("\n")
-
-
-def _thin(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
-    if len(points) <= MAX_PLOT_POINTS:
-        return list(points)
-    stride = len(points) / MAX_PLOT_POINTS
-    return [points[int(i * stride)] for i in range(MAX_PLOT_POINTS - 1)] + [points[-1]]
+def _restart_note(job: _Job) -> str:
+    """Why a failed job was not (or no longer) restarted, when it had a restart setting."""
+    if job.restart_error:
+        return f" Not restarted: {job.restart_error}"
+    if job.max_restarts and job.crashes and len(job.crashes) >= job.max_restarts:
+        return f" Not restarted: it was restarted {len(job.crashes)} times already, the limit."
+    return ""

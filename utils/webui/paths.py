@@ -24,7 +24,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5003  # the port of the popular XTTS fine-tuning WebUI, so bookmarks keep working
 JOBS_SUBDIR = Path("run") / "webui"  # under the output folder: the training jobs' records, logs, progress
 DEFAULT_MAX_FILE_SIZE = "2gb"  # per upload (Gradio's notation): an hour of 44.1 kHz stereo WAV is 635 MB
-PATH_OPTIONS = ("train_csv", "eval_csv", "output_path", "base_model_dir", "custom_model", "vocab", "progress_jsonl")
+PATH_OPTIONS = ("train_csv", "eval_csv", "output_path", "base_model_dir", "custom_model", "vocab", "progress_jsonl",
+                "quality_sentences", "reference_wav")
 
 
 class PathRefused(UserInputError, ValueError):
@@ -183,5 +184,19 @@ class PathPolicy:
         for name in ("train_csv", "eval_csv"):
             if values.get(name) and Path(values[name]).is_file():
                 self.check_csv_audio(values[name])
+        whisper = values.get("whisper_model")
+        if isinstance(whisper, str):
+            values["whisper_model"] = self.check_whisper_model(whisper) if whisper.strip() else None
         return TrainOptions.from_dict(values)
+
+    def check_whisper_model(self, value: str) -> str:
+        """A Whisper model name, or (unrestricted only) a converted model's folder. Restricted, anything but a
+        known name is refused without looking at the file system."""
+        from utils.data.transcribe import whisper_model_names
+
+        name = value.strip()
+        if name in whisper_model_names() or not self.restricted:
+            return name
+        raise PathRefused(f"Whisper model '{name}' is not one of the model names this shared WebUI accepts "
+                          f"({', '.join(whisper_model_names())}): pick one of them.")
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import gradio as gr
 
 from utils.webui.context import ANTICIPATED, WebUIContext, error_text
-from utils.webui.paths import PathRefused
 from utils.webui.tabs.review import build as build_review
 from utils.xtts import EVAL_CSV, TRAIN_CSV
 
@@ -99,17 +98,8 @@ def transcribe_recordings(ctx: WebUIContext, files, folder, language, whisper, d
 
 
 def whisper_model(ctx: WebUIContext, value: str | None) -> str:
-    """The Whisper model box's value: a model name, or (on an unrestricted WebUI only) a converted model's folder.
-    Restricted, anything but a known name is refused without looking at the file system."""
-    from utils.data.transcribe import whisper_model_names
-
-    name = (value or "").strip() or "large-v3"
-    if name in whisper_model_names():
-        return name
-    if ctx.config.restricted:
-        raise PathRefused(f"Whisper model '{name}' is not one of the model names this shared WebUI accepts "
-                          f"({', '.join(whisper_model_names())}): pick one of them.")
-    return name
+    """The Whisper model box's value (blank: large-v3), checked by the path policy."""
+    return ctx.policy.check_whisper_model((value or "").strip() or "large-v3")
 
 
 def import_existing(ctx: WebUIContext, source, fmt, language, progress=gr.Progress()):  # noqa: B008

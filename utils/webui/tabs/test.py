@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import gradio as gr
 
@@ -31,7 +32,7 @@ def model_picker(ctx: WebUIContext, label: str, elem_prefix: str) -> ModelPicker
 
 
 def reference_picker(ctx: WebUIContext) -> tuple[gr.Audio, gr.Dropdown]:
-    clips = dataset_clips(ctx.config.dataset_dir)
+    clips = dataset_clips(ctx.config.dataset_dir, ctx.policy)
     with gr.Row():
         upload = gr.Audio(sources=["upload"], type="filepath", label="Reference audio (upload)")
         clip = gr.Dropdown(clips, value=clips[0][1] if clips else None, label="... or a dataset clip",
@@ -47,11 +48,20 @@ def build(ctx: WebUIContext) -> None:
         with gr.Row():
             text = gr.Textbox("This is my voice, trained with XTTS.", label="Text", scale=4)
             language = gr.Textbox(ctx.dataset_language(), label="Language", scale=1)
+        with gr.Row(equal_height=True):
+            score = gr.Checkbox(False, label="Score it: CER and transcript, speaker similarity to the reference, "
+                                "MOS, duration ratio (the scoring models load on the first use)", scale=3,
+                                elem_id="test-score")
+            whisper = gr.Textbox(label="Whisper model for the scores (blank: the default)", scale=1,
+                                 elem_id="test-whisper-model")
         speak = gr.Button("Synthesise", variant="primary")
         notice = gr.Markdown()
         audio = gr.Audio(label="Speech", type="numpy", interactive=False, buttons=["download"])
+        scores = gr.Markdown(elem_id="test-scores")
     speak.click(partial(synthesise, ctx), [models.choice, models.path, upload, clip, text, language],
-                [audio, notice], api_visibility="private")
+                [audio, notice], api_visibility="private").then(
+        partial(score_speech, ctx), [audio, upload, clip, text, language, score, whisper], scores,
+        api_visibility="private")
 
 
 def refresh_models(ctx: WebUIContext):
@@ -77,3 +87,23 @@ def synthesise(ctx: WebUIContext, choice, path, upload, clip, text, language):
         return (rate, wav), f"Spoke {len(wav) / rate:.1f} s with `{voice.source}`."
     except ANTICIPATED as e:
         return None, error_text(e)
+
+
+def score_speech(ctx: WebUIContext, audio, upload, clip, text, language, wanted, whisper_model) -> str:
+    """The scores of the speech just synthesised, when asked for: against its text and the reference clip it
+    was spoken with (the process's one Scorer, loaded on the first request)."""
+    from utils.webui.scoring import as_samples
+
+    if not wanted or audio is None:  # off, or nothing was spoken (the notice says why)
+        return ""
+    try:
+        samples = as_samples(audio)
+        reference = upload or clip
+        checked = ctx.policy.check(reference, "Reference audio") if reference else None
+        model = (whisper_model or "").strip()
+        if model and ("/" in model or Path(model).expanduser().exists()):  # a folder: the path rule applies
+            model = str(ctx.policy.check(model, "Whisper model folder"))
+        scores = ctx.scorer.get(model).score(samples, text or "", checked, language=(language or "en").strip())
+        return f"Scores: {scores.describe()}"
+    except ANTICIPATED as e:
+        return error_text(e)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -12,6 +13,7 @@ from utils.base_model.folder import missing_files
 from utils.options import TrainOptions
 from utils.training.plan import BaseToDownload, start_line
 from utils.webui.context import WebUIContext
+from utils.webui.restarts import ended_text
 
 PLOT_COLUMNS = ("update", "loss", "kind")
 
@@ -75,7 +77,22 @@ def progress_html(status: dict[str, Any]) -> str:
         details.append(f"Newest checkpoint: <code>{html.escape(status['checkpoint'])}</code>")
     details += [f"⚠️ {html.escape(w)}" for w in status["warnings"][-3:]]
     body = "<br>".join(d for d in details if d)
-    return f'<div id="train-progress" {attrs}>{bar}<div>{text}</div><div>{body}</div></div>'
+    attrs += f' data-restarts="{status.get("restarts", 0)}"'
+    return f'<div id="train-progress" {attrs}>{bar}<div>{text}</div><div>{body}</div>{crash_html(status)}</div>'
+
+
+def crash_html(status: dict[str, Any]) -> str:
+    """The restart count and the last crash's final log lines, once the job was restarted after a crash."""
+    crashes = status.get("crashes") or []
+    if not crashes:
+        return ""
+    last = crashes[-1]
+    source = Path(last["resumed_from"]).name if last["resumed_from"] else "the job's own start (no checkpoint yet)"
+    summary = (f"Restarted {len(crashes)} of {status.get('max_restarts', len(crashes))} times after a crash; the "
+               f"last ended with {ended_text(last['returncode'])} at update {last['step']} and continued from "
+               f"{source}. Its last log lines:")
+    return (f'<details class="crash-log" open><summary>{html.escape(summary)}</summary>'
+            f'<pre>{html.escape(last["log_tail"])}</pre></details>')
 
 
 def loss_frame(train: list[tuple[int, float]], evals: list[tuple[int, float]]) -> pd.DataFrame | None:
@@ -93,3 +110,11 @@ def loss_frame(train: list[tuple[int, float]], evals: list[tuple[int, float]]) -
     if not evals:
         rows.append((first, math.nan, "eval"))
     return pd.DataFrame(rows, columns=list(PLOT_COLUMNS)).astype({"update": int, "loss": float, "kind": str})
+
+
+def run_losses(ctx: WebUIContext, status: dict[str, Any]) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """The loss plot's (train, eval) points: the whole run's, across stops and resumes and from the run it was
+    resumed from (utils/webui/run_history.py), once the job has named its run folder; before that, the job's."""
+    if status["run_dir"]:
+        return ctx.histories.read(status["run_dir"]).losses()
+    return ctx.jobs.history()
