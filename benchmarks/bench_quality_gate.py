@@ -6,7 +6,8 @@ The clips: the gate tests' espeak-ng dataset (12 clips of 3-6 s, tests/faulty_da
 cache. Each measurement runs in a fresh process with its models loaded, and each model's first call made,
 before the clock starts (the command loads each once; on a dataset of hundreds of clips the first call is
 noise); the arms alternate, `--repeats` times each. Target: the gate at most 1.5x the plain
-transcription's time in every repeat; the re-run under 5 s. `--size` is accepted and ignored (no XTTS model).
+transcription's time in every repeat; the re-run under 5 s. `--size full` measures all 12 clips, `--size tiny`
+(the default, for the test suite) the first 4 of them; no XTTS model is involved.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from benchmarks import common
 SCRIPT = Path(__file__).resolve()
 RATIO_TARGET = 1.5
 RERUN_TARGET_S = 5.0
+CLIPS = {"tiny": 4, "full": None}  # clips measured per --size (None: all of them)
 
 
 def dataset(cache: Path) -> Path:
@@ -40,16 +42,17 @@ def dataset(cache: Path) -> Path:
 
 
 def probe(argv: list[str]) -> None:
-    """One measurement: `plain FOLDER` transcribes each clip; `gate FOLDER` measures a copy of the dataset
-    without stored measurements; `rerun FOLDER` runs the gate again on a measured copy."""
-    arm, folder = argv[0], Path(argv[1])
+    """One measurement: `plain FOLDER N` transcribes each of the first N clips (0: all); `gate FOLDER N`
+    measures them in a copy of the dataset without stored measurements; `rerun FOLDER N` runs the gate again on
+    a measured copy."""
+    arm, folder, count = argv[0], Path(argv[1]), int(argv[2])
     from utils.data.filter import dataset_lines
     from utils.data.gate import assess
     from utils.data.measure import Measurer
     from utils.data.metadata import resolve_audio
     from utils.quality import audio as audio_io
 
-    lines = dataset_lines(folder)
+    lines = dataset_lines(folder)[:count or None]
     measurer = Measurer().load("en")
     first = audio_io.load(resolve_audio(folder, lines[0].row.audio_file))
     measurer.asr.transcribe(first, "en")  # each model's first call (lazy set-up) outside the clock, in both arms
@@ -60,35 +63,39 @@ def probe(argv: list[str]) -> None:
         shutil.copytree(folder, work)
         if arm == "plain":
             clips = [resolve_audio(work, line.row.audio_file) for line in lines]
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             for clip in clips:
                 measurer.asr.transcribe(audio_io.load(clip), "en")
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         else:
+            chosen = dataset_lines(work)[:count or None]
             if arm == "rerun":
-                assess(dataset_lines(work), work, language="en", measurer=measurer)
-            started = time.perf_counter()
-            report = assess(dataset_lines(work), work, language="en", measurer=measurer)
-            seconds = time.perf_counter() - started
+                assess(chosen, work, language="en", measurer=measurer)
+            started, cpu = time.perf_counter(), time.process_time()
+            report = assess(chosen, work, language="en", measurer=measurer)
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
             if len(report.verdicts) != len(lines):
                 raise RuntimeError(f"measured {len(report.verdicts)} of {len(lines)} clips")
-    common.emit_probe({"seconds": seconds, "clips": len(lines)})
+    common.emit_probe({"seconds": seconds, "cpu_seconds": cpu, "clips": len(lines)})
 
 
-def measure(cache: Path, repeats: int) -> list[common.Row]:
+def measure(cache: Path, repeats: int, size: str) -> list[common.Row]:
     folder = dataset(cache)
     runs: dict[str, list[dict]] = {"plain": [], "gate": [], "rerun": []}
     for _ in range(repeats):
         for arm in runs:  # interleaved: plain, gate, rerun, plain, ...
-            runs[arm].append(common.run_probe(SCRIPT, [arm, str(folder)]))
+            runs[arm].append(common.run_probe(SCRIPT, [arm, str(folder), str(CLIPS[size] or 0)]))
     clips = runs["plain"][0]["clips"]
     plain = [r["seconds"] for r in runs["plain"]]
     gate = [r["seconds"] for r in runs["gate"]]
     rerun = [r["seconds"] for r in runs["rerun"]]
     ratios = [g / p for g, p in zip(gate, plain, strict=True)]
+    cpu_ratios = [g["cpu_seconds"] / p["cpu_seconds"] for g, p in zip(runs["gate"], runs["plain"], strict=True)]
     spread = (f"{repeats} interleaved repeats, fresh process each, models loaded and warm before timing; "
-              f"ratio per repeat {', '.join(f'{r:.2f}' for r in ratios)}; spread gate {common.spread(gate):.0%}, "
-              f"plain {common.spread(plain):.0%}")
+              f"ratio per repeat {', '.join(f'{r:.2f}' for r in ratios)}; gate s {', '.join(f'{g:.1f}' for g in gate)}"
+              f", plain s {', '.join(f'{p:.1f}' for p in plain)}; spread gate {common.spread(gate):.0%}, "
+              f"plain {common.spread(plain):.0%}; CPU time (all threads) ratio per repeat "
+              f"{', '.join(f'{r:.2f}' for r in cpu_ratios)}")
     rate = clips / common.median(gate)
     return [
         common.Row(f"quality gate: measure {clips} clips (validate --quality)", common.median(gate),
@@ -107,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         probe(args.probe)
         return 0
     cache = Path(args.cache) if args.cache else common.default_cache()
-    common.finish(measure(cache, args.repeats or 3), args)
+    common.finish(measure(cache, args.repeats or 3, args.size), args)
     return 0
 
 

@@ -23,7 +23,7 @@ from benchmarks import common
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ("bench_classify", "bench_listing", "bench_resume_startup", "bench_checkpoint_write", "bench_train_loop",
-           "bench_vocab_expansion")
+           "bench_vocab_expansion", "bench_quality_gate")
 
 
 def run_script(name: str, size: str, cache: Path | None, extra: list[str]) -> list[common.Row]:

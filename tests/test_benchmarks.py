@@ -65,6 +65,10 @@ def test_bench_checkpoint_write(bench_cache, tmp_path):
     assert {r.baseline_name for r in rows} == {"torch.save", "torch.save+fsync"} and len(rows) == 3
     held_up, durable = rows[0], rows[1]
     assert 0 < held_up.ours <= durable.ours  # the writer returns before its file is durable
+    ratios = [float(r) for r in held_up.notes.split("ratio per round: ")[1].split(" (")[0].split(", ")]
+    assert len(ratios) >= 3  # --repeats 1 is raised to 3 rounds: a verdict needs repeats
+    assert held_up.met == all(r <= 1.10 for r in ratios) and held_up.ratio == pytest.approx(
+        sorted(ratios)[len(ratios) // 2], abs=0.006)
     assert not list((bench_cache / "tiny" / "scratch").glob("write-*"))  # written files are removed
 
 
@@ -85,6 +89,30 @@ def test_bench_resume_startup(bench_cache, tmp_path):
 
 
 @pytest.mark.slow
+def test_bench_gpu_memory_runs_on_cpu_in_a_small_mode(bench_cache, tmp_path):
+    """The issue-18 memory matrix as one prepared command, tried on CPU: two modes x two batches, timed per sample."""
+    _, rows = run_bench("bench_gpu_memory", bench_cache, tmp_path, "--device", "cpu", "--clip_seconds", "3",
+                        "--updates", "3", "--batches", "1", "2", "--modes", "fp32,adamw,0", "bf16,adamw8bit,1")
+    cells = [r for r in rows if r.measurement.startswith("GPU memory: ") and "not measured" not in r.measurement]
+    assert len(cells) == 4 and all("ms per sample" in r.notes for r in cells), [r.notes for r in cells]
+    assert "bf16, adamw8bit, checkpointing, batch 2" in " ".join(r.measurement for r in cells)
+    targets = [r for r in rows if r.measurement.startswith("GPU memory target")]
+    assert len(targets) == 2 and all(r.met is None for r in targets)  # no GPU: no verdict
+
+
+def test_resume_verdict_holds_only_when_every_round_meets_it():
+    """Medians that pass with one round above the target: not met; every round within: met."""
+    from benchmarks.bench_resume_startup import paired_row
+
+    def runs(ours: list[float], fresh: list[float]) -> dict[str, list[dict]]:
+        return {"ours": [{"t": v} for v in ours], "fresh": [{"t": v} for v in fresh]}
+
+    one_miss = paired_row("t", runs([10.0, 10.0, 12.0], [10.0, 10.0, 10.0]), "t", "s", 1.0, 1.05, "")
+    assert one_miss.ratio == 1.0 and one_miss.met is False and "1.00, 1.00, 1.20" in one_miss.notes
+    assert paired_row("t", runs([10.0, 10.4, 9.0], [10.0, 10.0, 9.0]), "t", "s", 1.0, 1.05, "").met is True
+
+
+@pytest.mark.slow
 def test_bench_train_loop(bench_cache, tmp_path):
     _, rows = run_bench("bench_train_loop", bench_cache, tmp_path, "--repeats", "1", "--updates", "6")
     total, relative = rows
@@ -92,6 +120,16 @@ def test_bench_train_loop(bench_cache, tmp_path):
     # An update is the model's work plus the loop around it; how much more is for the benchmark to show, not a test.
     assert relative.measurement == "training loop: time per update / the model's work in that run", relative
     assert relative.ours > 1 and relative.baseline > 1, relative
+
+
+@pytest.mark.slow
+def test_bench_quality_gate(bench_cache, tmp_path):
+    """The dataset gate's measuring beside a plain transcription, on 4 espeak clips at --size tiny."""
+    _, rows = run_bench("bench_quality_gate", bench_cache, tmp_path, "--repeats", "1")
+    measure, rerun = rows
+    assert measure.measurement == "quality gate: measure 4 clips (validate --quality)", measure
+    assert measure.baseline_name == "plain transcription, same Whisper" and "ratio per repeat " in measure.notes
+    assert rerun.ours < measure.ours  # the re-run reads the stored measurements
 
 
 def test_ratio_interval_tells_a_real_difference_from_noise():

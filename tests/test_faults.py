@@ -226,3 +226,22 @@ def test_a_failed_write_still_reports_the_file_that_became_durable_before_it(tmp
     with pytest.raises(CheckpointWriteError, match="No space left"):
         writer.save({"w": torch.arange(20)}, second)
     assert writer.wait() == [first]
+
+
+def test_a_second_run_in_one_process_logs_only_to_its_own_folder(train, tmp_path):
+    """coqui's trainer adds a log-file handler per run and never removes it: a later run in the same process (the
+    WebUI's tests, the self-check) wrote into every earlier run's log, and failed outright once that folder was
+    gone and the handler closed (as a Gradio server starting in the process does to every handler)."""
+    import logging
+
+    first = train(tmp_path / "a", max_steps=1)
+    first_log = first.run_dir / "trainer_0_log.txt"
+    before = first_log.read_text()
+    for handler in logging.getLogger("trainer").handlers:
+        handler.close()  # what logging.config.dictConfig does to existing handlers
+    second = train(tmp_path / "b", max_steps=1)
+    assert first_log.read_text() == before
+    assert (second.run_dir / "trainer_0_log.txt").read_text()
+    shutil.rmtree(first.run_dir)
+    third = train(tmp_path / "c", max_steps=1)
+    assert third.step == 1

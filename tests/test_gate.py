@@ -26,7 +26,7 @@ from utils.data import csvset
 from utils.data.errors import DatasetError
 from utils.data.filter import LineChange, dataset_lines, filter_dataset, rewrite_csvs
 from utils.data.gate import KINDS, GateThresholds, assess, stored_flags_note
-from utils.data.measure import MEASUREMENTS_FILE, Measurer
+from utils.data.measure import MEASUREMENTS_FILE, Measurer, audio_sha256
 from utils.xtts import EVAL_CSV, TRAIN_CSV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -345,16 +345,97 @@ def test_review_in_a_real_browser_edits_a_text_and_drops_clips(measured, tiny_ba
     assert (folder / csvset.BACKUP_DIR / TRAIN_CSV).read_bytes() == (dataset.folder / TRAIN_CSV).read_bytes()
 
 
-@pytest.mark.slow
-def test_the_gate_benchmark_runs_and_prints_its_rows(tmp_path):
-    """benchmarks/bench_quality_gate.py end to end with one repeat (the figures themselves depend on the load)."""
-    from benchmarks import common
+def _entries(folder: Path) -> set[str]:
+    return set(json.loads((folder / MEASUREMENTS_FILE).read_text(encoding="utf-8"))["clips"])
 
-    out = tmp_path / "rows.json"
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_quality_gate.py"), "--cache",
-                           str(tmp_path / "cache"), "--repeats", "1", "--json", str(out)], capture_output=True,
-                          text=True, cwd=ROOT, env=common.bench_env(), timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    measure, rerun = common.read_rows(out)
-    assert measure.baseline_name == "plain transcription, same Whisper" and measure.ours > 0 < measure.baseline
-    assert rerun.ours < measure.ours and measure.measurement in done.stdout
+
+def test_a_rewritten_sidecar_keeps_only_the_clips_some_csv_names(copy, measurer, monkeypatch):
+    """A clip whose line is gone from every CSV loses its entry at the next rewrite, even one that measures
+    nothing; a dropped line (metadata_dropped.csv, and the backup) keeps its clip's, so --restore measures nothing."""
+    folder = copy.folder
+
+    def digest(name: str) -> str:
+        return audio_sha256((folder / copy.lines[name][2]).read_bytes())
+
+    before = _entries(folder)
+    assert {digest(n) for n in copy.lines} == before
+    train = folder / TRAIN_CSV  # clean0's line deleted by hand: no CSV names it (nor the backup, made after)
+    train.write_bytes(b"".join(ln for ln in train.read_bytes().splitlines(keepends=True) if b"clean0.wav" not in ln))
+    _, audio_file = copy.lines["other_voice"][1:]
+    line = next(i for i, ln in enumerate(train.read_text().splitlines(), 1) if audio_file in ln)
+    rewrite_csvs(folder, [LineChange(TRAIN_CSV, line, audio_file, drop=True)])
+    measured_now = []
+    measure = measurer.measure
+    monkeypatch.setattr(measurer, "measure", lambda data, where, *rest: measured_now.append(where.name) or measure(
+        data, where, *rest))
+    assess(dataset_lines(folder), folder, language="en", measurer=measurer)
+    assert measured_now == [] and _entries(folder) == before - {digest("clean0")}
+    old = digest("clean2")
+    speech.speak(faulty_dataset.OTHER_TEXT, folder / copy.lines["clean2"][2])
+    assess(dataset_lines(folder), folder, language="en", measurer=measurer)
+    assert measured_now == ["clean2.wav"]
+    assert _entries(folder) == (before - {digest("clean0"), old}) | {digest("clean2")}
+    assert digest("other_voice") in _entries(folder)
+
+
+class _Heard:
+    """A transcriber that keeps what the real one heard."""
+
+    def __init__(self, transcriber) -> None:
+        self.transcriber, self.heard = transcriber, None
+
+    @property
+    def model_name(self) -> str:
+        return self.transcriber.model_name
+
+    def transcribe(self, path, language=None, *, on_progress=None):
+        self.heard = self.transcriber.transcribe(path, language, on_progress=on_progress)
+        return self.heard
+
+
+def test_clips_our_transcriber_cut_show_whispers_confidence_at_cutting(measured, measurer, tmp_path):
+    """The real tiny.en cuts espeak speech into clips: each clip's measurements show the worst of Whisper's
+    segment confidence over the segments whose words it holds, in the JSON and the text report; clips cut
+    elsewhere show none."""
+    from utils.data.options import PrepareOptions
+    from utils.data.prepare import prepare_from_audio
+    from utils.data.transcribe import Confidence, FasterWhisperTranscriber
+    from utils.whisper import packaged_tiny_en
+
+    parts = [speech.speak(text, tmp_path / f"s{i}.wav") for i, text in enumerate(speech.SENTENCES)]
+    recording = speech.concatenate(parts, tmp_path / "four.wav", gap_s=0.6)
+    recorder = _Heard(FasterWhisperTranscriber(packaged_tiny_en(), device="cpu", compute_type="int8"))
+    folder = tmp_path / "ds"
+    options = PrepareOptions(language="en", min_clip_seconds=2.0, max_clip_seconds=6.0, seed=3)
+    summary = prepare_from_audio([recording], folder, recorder, options)
+    assert summary.clips_added >= 3, summary.format()
+    segments = recorder.heard.segments
+    assert segments and all(s.confidence is not None for s in segments)
+    report = assess(dataset_lines(folder), folder, GateThresholds(min_mos=5.0), language="en", measurer=measurer)
+    assert len(report.flagged) == summary.clips_added  # every clip flagged noisy here, to show the text report
+    text = report.format()
+    for verdict, listed in zip(report.flagged, report.to_dict()["clips"], strict=True):
+        start, end = _cut_span(verdict.line.row.audio_file, recorder.heard, sf.info(recording).duration, options)
+        expected = Confidence.worst(s.confidence for s in segments if any(
+            start <= (w.start + w.end) / 2 <= end for w in s.words))
+        m = listed["measurements"]
+        assert m["whisper_avg_logprob"] == pytest.approx(expected.avg_logprob, abs=1e-4)
+        assert m["whisper_no_speech_prob"] == pytest.approx(expected.no_speech_prob, abs=1e-4)
+        assert m["whisper_compression_ratio"] == pytest.approx(expected.compression_ratio, abs=1e-4)
+        assert -1.5 < m["whisper_avg_logprob"] < 0 and 0 <= m["whisper_no_speech_prob"] < 0.5, m
+        assert (f"({verdict.line.row.audio_file}): noisy; " in text and
+                f"at cutting Whisper logprob {m['whisper_avg_logprob']:.2f}, no-speech "
+                f"{m['whisper_no_speech_prob']:.2f}, compression {m['whisper_compression_ratio']:.2f}" in text)
+    _, faulty = measured
+    assert all(v.measurements["whisper_avg_logprob"] is None for v in faulty.verdicts)
+    assert "at cutting" not in faulty.format()
+
+
+def _cut_span(audio_file: str, heard, seconds: float, options) -> tuple[float, float]:
+    """Where in the recording a clip was cut from (seconds): its plan, by the index in its file name."""
+    from utils.data.clips import plan_clips
+
+    index = int(re.fullmatch(r"wavs/.+_[0-9a-f]{8}_(\d{4})\.wav", audio_file).group(1))
+    plan = plan_clips(heard, min_seconds=options.min_clip_seconds, max_seconds=options.max_clip_seconds,
+                      padding_seconds=options.padding_seconds, duration=seconds).clips[index]
+    return plan.start, plan.end

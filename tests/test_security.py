@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import ROOT
-from webui_server import HARMLESS_CLI, call_handler, client, serve
+from webui_server import HARMLESS_CLI, call_handler, client, serve, wait_for
 
 from utils.checkpoints.classify import classify_checkpoint
 from utils.checkpoints.keys import CheckpointError
@@ -331,16 +331,6 @@ def fake_options(home: Path, **overrides):
     values = dict(train_csv=str(home / "train.csv"), eval_csv=str(home / "eval.csv"),
                   output_path=str(home / "elsewhere"))
     return TrainOptions(**{**values, **overrides})
-
-
-def wait_for(jobs: TrainingJobs, condition, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = jobs.status()
-        if condition(status):
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"timed out; last status {jobs.status()}")
 
 
 SECOND_WEBUI = textwrap.dedent("""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_same_training_state, train_options
+from webui_server import wait_for
 
 from utils.options import TrainOptions, coerce, fields_of
 from utils.webui.jobs import TrainingJobs, check_start
@@ -90,16 +91,6 @@ def jobs(work):
 def options(work: Path, **overrides) -> TrainOptions:
     values = dict(train_csv=str(work / "train.csv"), eval_csv=str(work / "eval.csv"), output_path=str(work / "out"))
     return TrainOptions(**{**values, **overrides})
-
-
-def wait_for(jobs: TrainingJobs, condition, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = jobs.status()
-        if condition(status):
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"timed out; last status {jobs.status()}")
 
 
 def test_a_job_runs_to_the_end_and_its_status_follows_the_events(jobs, work):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -72,3 +73,14 @@ def call_handler(server: Server, name: str, *data: Any, timeout: float = 120) ->
                         raise AssertionError(f"{name} failed on the server: {message.get('output')}")
                     return message["output"]["data"]
     raise AssertionError(f"{name}: the event stream ended without a result")
+
+
+def wait_for(jobs: TrainingJobs, condition, timeout: float = 30) -> dict:
+    """The job manager's status once `condition(status)` holds; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = jobs.status()
+        if condition(status):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"timed out; last status {jobs.status()}")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from utils.data.errors import ellipsis
-from utils.data.transcribe import Segment, Transcript, Word
+from utils.data.transcribe import Confidence, Segment, Transcript, Word
 from utils.xtts import MIN_AUDIO_SECONDS
 
 _CLOSING = r"[\"'\u201d\u2019\u00bb)\]]*$"  # quotes and brackets that may follow the mark
@@ -30,6 +30,7 @@ class ClipPlan:
     start: float
     end: float
     text: str
+    confidence: Confidence | None = None  # the worst of Whisper's confidence over the segments it takes words from
 
     @property
     def seconds(self) -> float:
@@ -95,7 +96,14 @@ def timed_words(transcript: Transcript, duration: float) -> tuple[list[Word], Ti
     """The words of the segments whose times can be true, in order: every word inside [0, `duration`] (an end
     up to `TIMING_TOLERANCE_SECONDS` past it is clamped), each word after the one before it, the segment after
     the segments kept before it, and some text. Other segments are left out whole and counted."""
-    check, kept = TimingCheck(), []
+    segments, check = _timed_segments(transcript, duration)
+    return [w for _, words in segments for w in words], check
+
+
+def _timed_segments(transcript: Transcript, duration: float
+                    ) -> tuple[list[tuple[Segment, list[Word]]], TimingCheck]:
+    """`timed_words`, each segment kept with its words."""
+    check, kept, segments = TimingCheck(), [], []
     tol = TIMING_TOLERANCE_SECONDS
     for seg in transcript.segments:
         words = _segment_words(seg)
@@ -111,7 +119,8 @@ def timed_words(transcript: Transcript, duration: float) -> tuple[list[Word], Ti
                 check.clamped += 1
                 words = [Word(min(w.start, duration), min(w.end, duration), w.text, w.probability) for w in words]
             kept.extend(words)
-    return kept, check
+            segments.append((seg, words))
+    return segments, check
 
 
 def _span(words: Sequence[Word]) -> float:
@@ -180,7 +189,9 @@ def plan_clips(transcript: Transcript, *, min_seconds: float = 3.0, max_seconds:
     """
     if duration is None:
         duration = transcript.duration if transcript.duration is not None else math.inf
-    words, timing = timed_words(transcript, duration)
+    segments, timing = _timed_segments(transcript, duration)
+    words = [w for _, seg_words in segments for w in seg_words]
+    confidence = {id(w): seg.confidence for seg, seg_words in segments for w in seg_words}
     if not math.isfinite(duration):
         duration = words[-1].end if words else 0.0
     pieces = [p for s in _split_sentences(words) for p in _split_long(s, max_seconds, min_seconds)]
@@ -201,7 +212,7 @@ def plan_clips(transcript: Transcript, *, min_seconds: float = 3.0, max_seconds:
             planning.left_out.append(f"{_clock_ms(piece[0].start)}-{_clock_ms(piece[-1].end)} is shorter than "
                                      f"{min_seconds:g} s: \"{ellipsis(text)}\"")
         else:
-            planning.clips.append(ClipPlan(start, end, text))
+            planning.clips.append(ClipPlan(start, end, text, Confidence.worst(confidence[id(w)] for w in piece)))
     return planning
 
 

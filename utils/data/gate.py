@@ -12,6 +12,11 @@ The kinds of flag and what raises each (defaults in `GateThresholds`, each overr
     speaking_rate        characters per second outside min_rate_ratio..max_rate_ratio times the dataset's median
     other_speaker        speaker embedding further than max_speaker_distance (1 - cosine) from the median of
                          its speaker's clips (speakers with at least min_speaker_clips measured clips)
+
+Whisper's confidence when our transcription tool cut a clip (`whisper_avg_logprob`, `whisper_no_speech_prob`,
+`whisper_compression_ratio`) is shown beside the measurements and raises no flag: Whisper already decodes a
+segment again past its own limits (log-probability -1, compression ratio 2.4), and a text it still got wrong
+shows as transcript_mismatch against the fresh transcript.
 """
 
 from __future__ import annotations
@@ -230,7 +235,10 @@ def _numbers(m: dict) -> str:
             f'mos {num("dnsmos_overall", ".1f")}, clipping {num("clipping_ratio", ".3f")}, silence '
             f'{num("silence_share", ".2f")} (lead {num("leading_silence_s", ".1f")} s, trail '
             f'{num("trailing_silence_s", ".1f")} s), speech {num("speech_rms_db", ".0f")} dBFS, rate x'
-            f'{num("rate_ratio", ".2f")}, speaker distance {num("speaker_distance", ".2f")}')
+            f'{num("rate_ratio", ".2f")}, speaker distance {num("speaker_distance", ".2f")}'
+            + ("" if m.get("whisper_avg_logprob") is None else
+               f', at cutting Whisper logprob {num("whisper_avg_logprob", ".2f")}, no-speech '
+               f'{num("whisper_no_speech_prob", ".2f")}, compression {num("whisper_compression_ratio", ".2f")}'))
 
 
 def assess(lines: Sequence[ClipLine], dataset_dir: Path, thresholds: GateThresholds | None = None, *,

@@ -5,7 +5,14 @@ speaker embedding), so they are stored under the sha256 of the audio file's byte
 language that made the transcript. Whatever depends on the CSV's text (CER, speaking rate) or on the other clips
 (distance from the speaker's average, rate against the median) is computed from them when flagging
 (`utils/data/gate.py`): editing a line's text or dropping other lines re-measures nothing, and a changed clip is
-measured again because its hash changes. The coqui CSVs are never touched here."""
+measured again because its hash changes. The coqui CSVs are never touched here.
+
+Clips our transcription tool cut (`utils/data/prepare.py`) also get, at cutting time, Whisper's own confidence
+in the segments they were cut from (`MeasurementStore.put_cut`), under the same key: it is shown among the
+measurements (`whisper_avg_logprob`, `whisper_no_speech_prob`, `whisper_compression_ratio`; the worst over the
+clip's segments), not flagged: the fresh transcript's CER against the CSV text is what flags a wrong text.
+Each rewrite by a measuring run leaves out the clips no CSV of the dataset names any more (train, eval,
+dropped, and the backup of the first filter)."""
 
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ import numpy as np
 
 from utils.data.errors import DatasetError, short_reason
 from utils.data.progress import ProgressCallback, ProgressTracker
+from utils.data.transcribe import Confidence
 from utils.fsio import write_json_atomic
 
 MEASUREMENTS_FILE = "quality_measurements.json"
@@ -31,13 +39,17 @@ FORMAT_VERSION = 1
 CLIPPING_LEVEL = 0.99  # a sample at or above this share of full scale counts as clipped
 SILENT_DB = -100.0  # the level given to digital silence (no sample above zero)
 SAVE_EVERY_S = 30.0  # a long measuring run saves what it has this often, so an interrupted one keeps its work
+CUT_KEY = "whisper_at_cut"  # an entry's record of Whisper's confidence when the clip was cut
+CUT_FIELDS = {"whisper_avg_logprob": "avg_logprob", "whisper_no_speech_prob": "no_speech_prob",
+              "whisper_compression_ratio": "compression_ratio"}  # the measurement's name: the Confidence field
 
 
 @dataclass(frozen=True)
 class ClipMeasurements:
     """What one clip's audio measures. Levels are dBFS; times seconds. `speech_*`: the stretches Silero VAD
     calls speech (None where it finds none); `dnsmos_*`: DNSMOS P.835 background and overall scores (1-5),
-    None for silence; `embedding`: resemblyzer's speaker embedding, None when too little speech is left."""
+    None for silence; `embedding`: resemblyzer's speaker embedding, None when too little speech is left;
+    `whisper_*`: Whisper's confidence when our transcription tool cut the clip (None for other clips)."""
 
     duration_s: float
     transcript: str
@@ -52,11 +64,23 @@ class ClipMeasurements:
     dnsmos_background: float | None
     dnsmos_overall: float | None
     embedding: tuple[float, ...] | None = None
+    whisper_avg_logprob: float | None = None
+    whisper_no_speech_prob: float | None = None
+    whisper_compression_ratio: float | None = None
 
     def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
+        """What the file stores as the clip's measurements (the confidence at cutting is stored apart)."""
+        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in CUT_FIELDS}
         data["embedding"] = None if self.embedding is None else [round(v, 6) for v in self.embedding]
         return data
+
+    def with_cut(self, cut: dict | None) -> ClipMeasurements:
+        """These measurements with the confidence recorded at cutting (`cut`, an entry's record, or None; one
+        without the three numbers shows none)."""
+        values = {name: cut.get(key) for name, key in CUT_FIELDS.items()} if isinstance(cut, dict) else {}
+        if not values or not all(isinstance(v, int | float) for v in values.values()):
+            return self
+        return dataclasses.replace(self, **{name: float(v) for name, v in values.items()})
 
     @classmethod
     def from_dict(cls, data: dict) -> ClipMeasurements:
@@ -68,7 +92,8 @@ class ClipMeasurements:
 
     def summary(self) -> dict:
         """The measurements a report shows (everything but the embedding), rounded."""
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.to_dict().items() if k != "embedding"}
+        data = {k: v for k, v in dataclasses.asdict(self).items() if k != "embedding"}
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in data.items()}
 
 
 def _db(samples: np.ndarray) -> float:
@@ -90,7 +115,9 @@ def _decode(data: bytes, where: Path) -> tuple[np.ndarray, int]:
 
 class Measurer:
     """The models of the gate, each loaded once: faster-whisper (the transcript), Silero VAD (speech and
-    silence), DNSMOS (noise, overall quality) and resemblyzer (the speaker embedding)."""
+    silence), DNSMOS (noise, overall quality) and resemblyzer (the speaker embedding). DNSMOS and the embedding
+    run on one thread each, beside Whisper (`measure`'s pool): Whisper keeps the cores, and no thread spins
+    waiting for a core the other scorer holds."""
 
     def __init__(self, whisper_model: str | None = None, *, device: str = "cpu") -> None:
         from utils.quality.asr import WhisperAsr
@@ -98,8 +125,8 @@ class Measurer:
         from utils.quality.speaker import SpeakerEncoder
 
         self.asr = WhisperAsr(whisper_model, device=device)
-        self.mos = Dnsmos()
-        self.speaker = SpeakerEncoder(device=device)
+        self.mos = Dnsmos(threads=1)
+        self.speaker = SpeakerEncoder(device=device, threads=1)
 
     @property
     def whisper_model(self) -> str:
@@ -185,22 +212,46 @@ class MeasurementStore:
         if whisper_model is not None and entry.get("whisper_model") != whisper_model:
             return None
         try:
-            return ClipMeasurements.from_dict(entry["measurements"])
+            return ClipMeasurements.from_dict(entry["measurements"]).with_cut(entry.get(CUT_KEY))
         except (KeyError, TypeError, ValueError):
-            return None  # an entry of another layout: measured again
+            return None  # an entry of another layout (or only a record of the cutting): measured again
 
     def put(self, sha256: str, measured: ClipMeasurements, whisper_model: str, language: str | None) -> None:
+        """Store a clip's measurements (a record of its cutting stays)."""
+        cut = self.entries.get(sha256, {}).get(CUT_KEY)
         self.entries[sha256] = {"whisper_model": whisper_model, "language": language,
-                                "measured_at": round(time.time()), "measurements": measured.to_dict()}
+                                "measured_at": round(time.time()), "measurements": measured.to_dict(),
+                                **({CUT_KEY: cut} if cut else {})}
 
-    def save(self) -> None:
-        """Write the file atomically (a crash leaves the previous one)."""
+    def put_cut(self, sha256: str, confidence: Confidence, whisper_model: str) -> None:
+        """Record Whisper's confidence in the segments a clip was cut from (its measurements, if any, stay)."""
+        entry = self.entries.setdefault(sha256, {})
+        entry[CUT_KEY] = {"whisper_model": whisper_model,
+                          **{key: round(getattr(confidence, key), 6) for key in CUT_FIELDS.values()}}
+
+    def save(self, keep: set[str] | None = None) -> None:
+        """Write the file atomically (a crash leaves the previous one); with `keep`, only those clips' entries."""
+        if keep is not None:
+            self.entries = {k: v for k, v in self.entries.items() if k in keep}
         write_json_atomic(self.path, {"version": FORMAT_VERSION, "clips": self.entries}, indent=None,
                           ensure_ascii=False)
 
 
 def audio_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def record_cut_confidence(dataset_dir: Path, clips: Iterable[tuple[Path, Confidence | None]],
+                          whisper_model: str) -> None:
+    """Store Whisper's confidence in the segments each new clip (its written file) was cut from, under the key
+    the gate measures the clip by; clips without one are left out, and no file is written for none."""
+    known = [(path, confidence) for path, confidence in clips if confidence is not None]
+    if not known:
+        return
+    store = MeasurementStore.open(dataset_dir)
+    for path, confidence in known:
+        store.put_cut(audio_sha256(Path(path).read_bytes()), confidence, whisper_model)
+    store.save()
 
 
 @dataclass(frozen=True)
@@ -218,34 +269,56 @@ def measure_clips(clips: Iterable[ClipRef], dataset_dir: Path, *, whisper_model:
                   progress: ProgressCallback | None = None) -> dict[Path, ClipMeasurements | None]:
     """The measurements of each clip's audio file (None for a missing or unreadable file), from the store where
     the audio is unchanged, else measured now (models loaded only when something needs measuring) and stored.
-    `remeasure_with_model`: reuse only measurements made with `whisper_model`."""
+    `remeasure_with_model`: reuse only measurements made with `whisper_model`. A file rewritten here keeps only
+    the clips some CSV of the dataset still names."""
     clips = list(dict.fromkeys(clips))
     store = MeasurementStore.open(dataset_dir)
     wanted = whisper_model if remeasure_with_model else None
     found: dict[Path, ClipMeasurements | None] = {}
+    digests: dict[Path, str] = {}
     todo: list[tuple[Path, bytes, str]] = []
     for clip in clips:
-        if clip.audio in found or any(t[0] == clip.audio for t in todo):
+        if clip.audio in found or clip.audio in digests:
             continue
         try:
             data = clip.audio.read_bytes()
         except OSError:
             found[clip.audio] = None  # validate reports missing and unreadable audio itself
             continue
-        digest = audio_sha256(data)
+        digest = digests[clip.audio] = audio_sha256(data)
         cached = store.get(digest, wanted, language)
         if cached is not None:
             found[clip.audio] = cached
         else:
             todo.append((clip.audio, data, digest))
+    keep = set(digests.values()) | named_clip_digests(Path(dataset_dir), skip=set(digests))
     if todo:
-        _measure_missing(todo, store, found, measurer or Measurer(whisper_model), language, progress)
+        _measure_missing(todo, store, found, measurer or Measurer(whisper_model), language, progress, keep)
+    elif set(store.entries) - keep:
+        store.save(keep)
     return found
+
+
+def named_clip_digests(dataset_dir: Path, skip: Iterable[Path] = ()) -> set[str]:
+    """The sha256 of each audio file the dataset's CSVs name (train, eval, dropped lines, and the backup the
+    first filter made), but those in `skip`: the clips whose measurements the sidecar keeps."""
+    from utils.data.csvset import BACKUP_DIR, SET_FILES
+    from utils.data.metadata import parse_csv, resolve_audio
+
+    paths = {resolve_audio(dataset_dir, row.audio_file) for folder in (dataset_dir, dataset_dir / BACKUP_DIR)
+             for name in SET_FILES if (folder / name).is_file() for row in parse_csv(folder / name).rows}
+    out = set()
+    for path in paths - set(skip):
+        try:
+            out.add(audio_sha256(path.read_bytes()))
+        except OSError:
+            continue  # a missing clip has no measurements to keep
+    return out
 
 
 def _measure_missing(todo: list[tuple[Path, bytes, str]], store: MeasurementStore,
                      found: dict[Path, ClipMeasurements | None], measurer: Measurer, language: str | None,
-                     progress: ProgressCallback | None) -> None:
+                     progress: ProgressCallback | None, keep: set[str]) -> None:
     measurer.load(language)
     tracker = ProgressTracker("measure", len(todo), float(len(todo)), progress)
     last_save = time.monotonic()
@@ -256,9 +329,9 @@ def _measure_missing(todo: list[tuple[Path, bytes, str]], store: MeasurementStor
             tracker.work_done += 1
             tracker.report(path.name, force=False)
             if time.monotonic() - last_save > SAVE_EVERY_S:
-                store.save()
+                store.save(keep)
                 last_save = time.monotonic()
-    store.save()
+    store.save(keep)
     tracker.report("done")
 
 
@@ -269,5 +342,5 @@ def _measure_one(measurer: Measurer, pool: ThreadPoolExecutor, path: Path, data:
     except DatasetError:
         found[path] = None  # unreadable audio: validate's own check names it
     else:
-        found[path] = measured
         store.put(digest, measured, measurer.whisper_model, language)
+        found[path] = measured.with_cut(store.entries[digest].get(CUT_KEY))

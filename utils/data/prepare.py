@@ -12,6 +12,7 @@ from utils.data.audio import audio_info, find_audio_files, load_audio, write_cli
 from utils.data.clips import plan_clips
 from utils.data.errors import DatasetError
 from utils.data.folder import DatasetFolder, DatasetSummary, safe_stem
+from utils.data.measure import record_cut_confidence
 from utils.data.options import PrepareOptions
 from utils.data.progress import ProgressCallback, ProgressTracker
 from utils.data.transcribe import Transcriber
@@ -65,6 +66,9 @@ def prepare_from_audio(
             write_clip(dataset.folder / rel, audio[first: min(math.ceil(plan.end * SAMPLE_RATE), first + max_frames)])
             rows.append((rel, plan.text, options.speaker_name))
             summary.seconds_added += plan.seconds
+        record_cut_confidence(dataset.folder, [(dataset.folder / r[0], plan.confidence) for r, plan in
+                                               zip(rows, plans, strict=True)],
+                              str(getattr(transcriber, "model_name", type(transcriber).__name__)))
         summary.left_out += [f"{path.name} {r}" for r in planning.left_out]
         timing = planning.timing.describe(seconds)
         if timing:

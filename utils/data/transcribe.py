@@ -37,13 +37,36 @@ class Word:
 
 
 @dataclass(frozen=True)
+class Confidence:
+    """How sure Whisper was of a segment: the average log-probability of its tokens, the probability that it
+    holds no speech, and the compression ratio of its text (repeated text compresses well: above 2.4 is
+    Whisper's sign of a loop)."""
+
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+
+    @classmethod
+    def worst(cls, values: Iterable[Confidence | None]) -> Confidence | None:
+        """The worst of each value (lowest log-probability, highest no-speech probability and compression
+        ratio) over the given ones; None when none is known."""
+        known = [v for v in values if v is not None]
+        if not known:
+            return None
+        return cls(min(v.avg_logprob for v in known), max(v.no_speech_prob for v in known),
+                   max(v.compression_ratio for v in known))
+
+
+@dataclass(frozen=True)
 class Segment:
-    """A stretch of speech with its text and, where the transcriber gives them, its words."""
+    """A stretch of speech with its text and, where the transcriber gives them, its words and Whisper's
+    confidence (not part of equality: the same words at the same times are the same segment)."""
 
     start: float
     end: float
     text: str
     words: tuple[Word, ...] = ()
+    confidence: Confidence | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -76,10 +99,19 @@ def convert_segments(segments: Iterable[Any], *, on_progress: ProgressFn | None 
                  probability=None if w.probability is None else float(w.probability))
             for w in (seg.words or ())
         )
-        out.append(Segment(start=float(seg.start), end=float(seg.end), text=str(seg.text).strip(), words=words))
+        out.append(Segment(start=float(seg.start), end=float(seg.end), text=str(seg.text).strip(), words=words,
+                           confidence=_confidence(seg)))
         if on_progress is not None:
             on_progress(float(seg.end))
     return out
+
+
+def _confidence(seg: Any) -> Confidence | None:
+    """faster-whisper's segment confidence; None when the segment lacks one (another transcriber's)."""
+    values = [getattr(seg, name, None) for name in ("avg_logprob", "no_speech_prob", "compression_ratio")]
+    if any(v is None for v in values):
+        return None
+    return Confidence(*(float(v) for v in values))
 
 
 class FasterWhisperTranscriber:

@@ -22,10 +22,26 @@ def _model_folder() -> Path:
     return folder
 
 
-class Dnsmos:
-    """DNSMOS P.835, both ONNX sessions created once by `load()`."""
+def _session(path: Path, threads: int | None):
+    """An onnxruntime CPU session; with `threads`, on that many threads, which sleep rather than spin between
+    calls. None: onnxruntime's defaults, as speechmos makes them."""
+    import onnxruntime as ort
 
-    def __init__(self) -> None:
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class Dnsmos:
+    """DNSMOS P.835, both ONNX sessions created once by `load()`. `threads`: onnxruntime's threads per call,
+    without spin-waiting between calls (the dataset gate runs DNSMOS on one thread beside Whisper, which has
+    the cores); None: onnxruntime's defaults (every core, spinning)."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
         self._model = None
 
     def load(self):
@@ -34,7 +50,13 @@ class Dnsmos:
             folder = _model_folder()
             from speechmos.dnsmos import DNSMOS
 
-            self._model = DNSMOS(str(folder / "sig_bak_ovr.onnx"), str(folder / "model_v8.onnx"))
+            class Sessions(DNSMOS):  # speechmos's scoring on sessions made with our options
+                def __init__(self, primary: Path, p808: Path, threads: int | None) -> None:
+                    self.primary_model_path = str(primary)
+                    self.onnx_sess = _session(primary, threads)
+                    self.p808_onnx_sess = _session(p808, threads)
+
+            self._model = Sessions(folder / "sig_bak_ovr.onnx", folder / "model_v8.onnx", self.threads)
         return self._model
 
     def score(self, audio: np.ndarray) -> float | None:

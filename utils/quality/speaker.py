@@ -3,9 +3,11 @@ apart from XTTS, so a model being trained cannot learn to please it)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -15,10 +17,14 @@ MIN_SPEECH_S = 0.3  # less voiced audio than this left after resemblyzer's silen
 
 
 class SpeakerEncoder:
-    """resemblyzer's `VoiceEncoder` (weights shipped in the package), loaded once by `load()`."""
+    """resemblyzer's `VoiceEncoder` (weights shipped in the package), loaded once by `load()`. `threads`: torch's
+    CPU threads for an embedding, set on the calling thread for the call (torch's OpenMP keeps the count per
+    thread): the dataset gate embeds on one thread beside Whisper, where two threads that wait for each other
+    on a busy CPU cost several times the CPU time. None: torch's default."""
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", threads: int | None = None) -> None:
         self.device = device
+        self.threads = threads
         self._encoder = None
 
     def load(self):
@@ -46,7 +52,24 @@ class SpeakerEncoder:
             wav = preprocess_wav(audio.astype(np.float32), source_sr=None)
         if len(wav) < MIN_SPEECH_S * 16000 or not np.all(np.isfinite(wav)):
             return None
-        return np.asarray(encoder.embed_utterance(wav.astype(np.float32)), dtype=np.float32)
+        with _torch_threads(self.threads):
+            return np.asarray(encoder.embed_utterance(wav.astype(np.float32)), dtype=np.float32)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU thread count `threads` on this thread while inside (None: unchanged)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float | None:

@@ -48,3 +48,19 @@ def held_optimizer(recorded: str | None, states: list[Any]) -> str:
             if isinstance(param_state, dict) and (BNB_STATE_KEY in param_state or "state1" in param_state):
                 return ADAMW_8BIT
     return ADAMW
+
+
+def optimizer_mismatch(opt: torch.optim.Optimizer, state: dict[str, Any]) -> str | None:
+    """What keeps `state` from fitting `opt` (torch checks group sizes, not shapes), or None."""
+    groups = state.get("param_groups", [])
+    ours = [len(g["params"]) for g in opt.param_groups]
+    theirs = [len(g["params"]) for g in groups]
+    if ours != theirs:
+        return f"its optimizer has parameter groups of sizes {theirs}, this model {ours}"
+    params = [p for g in opt.param_groups for p in g["params"]]
+    ids = [i for g in groups for i in g["params"]]
+    for param, pid in zip(params, ids, strict=True):
+        avg = state.get("state", {}).get(pid, {}).get("exp_avg")
+        if isinstance(avg, torch.Tensor) and avg.shape != param.shape:
+            return f"its optimizer holds a moment of shape {tuple(avg.shape)} for a weight of {tuple(param.shape)}"
+    return None

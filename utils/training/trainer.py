@@ -51,7 +51,7 @@ from utils.training.ddp import weight_gradient, wrap_for_ddp
 from utils.training.distributed import Distributed
 from utils.training.events import BestEvent, CheckpointEvent, EvalEvent, Event, UpdateEvent, WarningEvent
 from utils.training.guard import GRADIENT_NOT_FINITE, NanGuard, TrainingDiverged
-from utils.training.optimizers import ADAMW_8BIT, held_optimizer, optimizer_name, to_8bit
+from utils.training.optimizers import ADAMW_8BIT, held_optimizer, optimizer_mismatch, optimizer_name, to_8bit
 from utils.training.quality_loop import QualityLoop
 from utils.training.sampling import (
     EpochShard,
@@ -160,6 +160,12 @@ class RunTrainer(Trainer):
         use continue_path only to name the run folder, and restore from the exact file ourselves."""
         return config, {}
 
+    def _setup_logger_config(self, log_file: str) -> None:
+        """coqui adds a file handler per trainer and never removes it: in a process that trains more than once
+        (tests, the self-check) earlier runs' logs would get later lines, or fail once their folder is gone."""
+        release_log_files()
+        super()._setup_logger_config(log_file)
+
     def _restore_best_loss(self) -> None:
         """coqui reads the best loss from the wrong file; ours comes from the checkpoint's run_state."""
 
@@ -221,7 +227,7 @@ class RunTrainer(Trainer):
             raise CheckpointError(f"Checkpoint {self.control.source} has {len(optimizers)} optimizer states; this "
                                      f"run uses {len(self.optimizer)}.")
         for opt, state in zip(self.optimizer, optimizers, strict=True):
-            problem = _optimizer_mismatch(opt, state)
+            problem = optimizer_mismatch(opt, state)
             if problem:
                 raise CheckpointError(f"Checkpoint {self.control.source} does not fit this model: {problem}.")
             opt.load_state_dict(state)
@@ -455,6 +461,7 @@ class RunTrainer(Trainer):
                 self.saves_done(self.writer.wait())  # the last files are durable before fit returns
             finally:
                 self.dashboard_logger.finish()
+                release_log_files()
                 if self.scratch is not None:  # the temporary folder of a rank that does not write (see for_run)
                     self.scratch.cleanup()
         return reason
@@ -571,20 +578,12 @@ def _finite(value: Any) -> float:
     return float(value) if isinstance(value, int | float) else float("inf")
 
 
-def _optimizer_mismatch(opt: torch.optim.Optimizer, state: dict[str, Any]) -> str | None:
-    """What keeps `state` from fitting `opt` (torch checks group sizes, not shapes), or None."""
-    groups = state.get("param_groups", [])
-    ours = [len(g["params"]) for g in opt.param_groups]
-    theirs = [len(g["params"]) for g in groups]
-    if ours != theirs:
-        return f"its optimizer has parameter groups of sizes {theirs}, this model {ours}"
-    params = [p for g in opt.param_groups for p in g["params"]]
-    ids = [i for g in groups for i in g["params"]]
-    for param, pid in zip(params, ids, strict=True):
-        avg = state.get("state", {}).get(pid, {}).get("exp_avg")
-        if isinstance(avg, torch.Tensor) and avg.shape != param.shape:
-            return f"its optimizer holds a moment of shape {tuple(avg.shape)} for a weight of {tuple(param.shape)}"
-    return None
+def release_log_files() -> None:
+    """Close and detach the file handlers coqui's trainer added to its logger."""
+    trainer_log = logging.getLogger("trainer")
+    for handler in [h for h in trainer_log.handlers if isinstance(h, logging.FileHandler)]:
+        trainer_log.removeHandler(handler)
+        handler.close()
 
 
 __all__ = ["PositionSeededDataset", "RunControl", "RunTrainer", "StopTraining"]
