@@ -32,6 +32,7 @@ from utils.training.plan import StartPlan, plan_start
 from utils.training.precision import check_precision
 from utils.training.quality_loop import quality_for_run
 from utils.training.run_folder import (
+    PROGRESS_FILE,
     RUN_VOCAB,
     check_disk_space,
     locked_run_dir,
@@ -136,7 +137,7 @@ def resolve_base(opts: TrainOptions) -> BaseModel:
 def run_training(start: StartContext) -> TrainResult:
     """Build, load the start state once, train, and report how it ended."""
     opts, plan, dist = start.opts, start.plan, start.dist
-    logs = [plan.run_dir / "progress.jsonl", *([Path(opts.progress_jsonl)] if opts.progress_jsonl else [])]
+    logs = [plan.run_dir / PROGRESS_FILE, *([Path(opts.progress_jsonl)] if opts.progress_jsonl else [])]
     events = EventLog(logs if dist.writes else [], start.on_event)
     if dist.writes:
         report_flagged_clips(opts, plan, events)

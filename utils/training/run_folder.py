@@ -21,6 +21,7 @@ RUN_RECORD = "run.json"  # in each run folder: where it came from and every star
 MANIFEST_FILE = "data_manifest.json"  # the training data of the latest start
 LOCK_FILE = ".lock"
 RUN_VOCAB = "vocab.json"  # the run's own copy of the vocabulary it trains with
+PROGRESS_FILE = "progress.jsonl"  # in each run folder: every event of every start, one JSON object per line
 GIB = 1024**3
 
 

@@ -16,9 +16,8 @@ from typing import Any
 
 from utils.checkpoints.keys import Mode
 from utils.training.events import EvalEvent, QualityEvent, StartEvent, UpdateEvent, event_from_dict
-from utils.training.run_folder import RUN_RECORD
+from utils.training.run_folder import PROGRESS_FILE, RUN_RECORD
 
-PROGRESS_FILE = "progress.jsonl"  # in each run folder, written by utils/training/run.py
 MAX_PLOT_POINTS = 2000
 MAX_SOURCE_DEPTH = 50  # runs resumed from runs resumed from ...: a loop of hand-edited run.json files ends here
 CACHED_RUNS = 8
