@@ -228,3 +228,26 @@ def test_listings_show_each_checkpoints_latest_scores(quality_run):
     last = quality_events(quality_run.run_dir)[-1]
     assert infos["checkpoint_8.pth"].to_dict()["cer"] == last["cer"]
     assert {"cer", "speaker_similarity", "mos"} <= infos["checkpoint_8.pth"].to_dict().keys()
+
+
+def test_whisper_leaves_torchs_thread_count_as_it_found_it(reference_clip):
+    """CTranslate2 shares OpenMP with torch and left its own thread count behind, which changed the arithmetic of
+    training afterwards in the same process (a run scored on real speech was no longer bit-identical)."""
+    from utils.quality.asr import WhisperAsr
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as XTTS's dataset module sets it for training
+    try:
+        asr = WhisperAsr()
+        asr.load()
+        assert torch.get_num_threads() == 1
+        assert asr.transcribe(scorer_audio(reference_clip), "en")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def scorer_audio(path: Path) -> np.ndarray:
+    from utils.quality import audio
+
+    return audio.load(path)

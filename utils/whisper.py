@@ -7,9 +7,11 @@ Importing this module imports neither faster-whisper nor torch."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,21 @@ COMPUTE_TYPES = (
 MODEL_FILES = ("model.bin", "config.json", "tokenizer.json")  # without tokenizer.json faster-whisper goes online
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _TRUE = {"1", "true", "yes", "on"}
+
+
+@contextlib.contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """Put torch's CPU thread count back after Whisper ran: CTranslate2 shares OpenMP with torch and leaves its
+    own thread count behind, which changes the arithmetic (and so the bit-exactness) of training afterwards in the
+    same process (XTTS's dataset module sets torch to one thread)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 class WhisperUnavailable(UserInputError, RuntimeError):
@@ -146,8 +163,9 @@ class WhisperSource:
         from faster_whisper import WhisperModel
 
         try:
-            return WhisperModel(path, device=self.device, compute_type=self.compute_type,
-                                cpu_threads=int(self.cpu_threads))
+            with torch_threads_kept():
+                return WhisperModel(path, device=self.device, compute_type=self.compute_type,
+                                    cpu_threads=int(self.cpu_threads))
         except (RuntimeError, ValueError, OSError) as e:  # ctranslate2: bad file, missing device, bad type
             raise WhisperUnavailable(
                 f"Whisper model '{self.name}' ({path}) could not be loaded on device '{self.device}' with "

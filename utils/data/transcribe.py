@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from utils.errors import InvalidValue
-from utils.whisper import DEFAULT_WHISPER_MODEL, WhisperSource, WhisperUnavailable, whisper_language
+from utils.whisper import (
+    DEFAULT_WHISPER_MODEL,
+    WhisperSource,
+    WhisperUnavailable,
+    torch_threads_kept,
+    whisper_language,
+)
 from utils.whisper import DEVICES as DEVICES  # re-exported: the dataset options and the WebUI read them here
 from utils.whisper import whisper_model_names as whisper_model_names
 
@@ -194,6 +200,7 @@ class FasterWhisperTranscriber:
         if not path.is_file():
             raise FileNotFoundError(f"Audio file {path} does not exist.")
         model = self.load()
-        segments, info = model.transcribe(str(path), **options)
-        converted = convert_segments(segments, on_progress=on_progress)
+        with torch_threads_kept():  # the segments are decoded as they are read
+            segments, info = model.transcribe(str(path), **options)
+            converted = convert_segments(segments, on_progress=on_progress)
         return Transcript(language=info.language, segments=converted, duration=float(info.duration))

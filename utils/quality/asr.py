@@ -8,7 +8,7 @@ import numpy as np
 
 from utils.errors import InvalidValue
 from utils.quality.errors import ModelUnavailable
-from utils.whisper import WhisperSource, WhisperUnavailable, packaged_tiny_en, whisper_language
+from utils.whisper import WhisperSource, WhisperUnavailable, packaged_tiny_en, torch_threads_kept, whisper_language
 
 FALLBACK_WHISPER_MODEL = "large-v3"
 
@@ -69,7 +69,8 @@ class WhisperAsr:
     def transcribe(self, audio: np.ndarray, language: str | None = None) -> str:
         """What the model hears in `audio` (mono float32 at 16 kHz), segments joined by spaces; '' for none."""
         self.check_language(language)
-        segments, _info = self.load().transcribe(
-            audio, language=whisper_language(language), task="transcribe", beam_size=self.beam_size,
-            vad_filter=True, condition_on_previous_text=False)
-        return " ".join(s.text.strip() for s in segments if s.text.strip())
+        with torch_threads_kept():  # the segments are decoded as they are read
+            segments, _info = self.load().transcribe(
+                audio, language=whisper_language(language), task="transcribe", beam_size=self.beam_size,
+                vad_filter=True, condition_on_previous_text=False)
+            return " ".join(s.text.strip() for s in segments if s.text.strip())

@@ -113,7 +113,7 @@ def token_cap(text: str, rate: float, code_stride: int) -> int:
 def untouched(xtts: Any) -> Iterator[None]:
     """Run inference on the training model and leave it as it was: RNG states, each module's train/eval flag,
     and no attribute of XTTS's inference left behind (they would appear in checkpoints)."""
-    rng = rng_state()
+    rng, threads = rng_state(), torch.get_num_threads()
     modes = {name: module.training for name, module in xtts.named_modules()}
     keys = list(xtts.state_dict().keys())
     added = [(owner, name) for owner, name in ((xtts.gpt, "gpt_inference"), (xtts.gpt.gpt, "wte"))
@@ -127,6 +127,7 @@ def untouched(xtts: Any) -> Iterator[None]:
         for name, module in xtts.named_modules():
             module.training = modes.get(name, module.training)
         set_rng_state(rng)
+        torch.set_num_threads(threads)  # scoring may have changed it (see utils/whisper.torch_threads_kept)
     if list(xtts.state_dict().keys()) != keys:
         raise RuntimeError("Quality evaluation changed the model's parameters: this is a bug, please report it.")
 
@@ -148,8 +149,9 @@ class QualityEvaluator:
         folder.mkdir(parents=True, exist_ok=True)
         wavs = self.synthesise(xtts)
         shutil.copyfile(self.reference, folder / REFERENCE_NAME)
-        samples = [self.score(wav, text, folder / f"{i:02d}.wav", runaway)
-                   for i, (text, wav, runaway) in enumerate(wavs)]
+        with untouched(xtts):  # the scorers run torch and CTranslate2 in this process too
+            samples = [self.score(wav, text, folder / f"{i:02d}.wav", runaway)
+                       for i, (text, wav, runaway) in enumerate(wavs)]
         report = QualityReport.from_samples(step, str(folder / REFERENCE_NAME), samples)
         write_json_atomic(folder / SCORES_FILE, report.to_dict())
         return report
