@@ -102,6 +102,7 @@ def log_tail(path: Path, lines: int) -> str:
 
 
 def thin(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """At most MAX_PLOT_POINTS points, evenly spaced, the last one kept (what a plot takes)."""
     if len(points) <= MAX_PLOT_POINTS:
         return list(points)
     stride = len(points) / MAX_PLOT_POINTS

@@ -17,8 +17,8 @@ from typing import Any
 from utils.checkpoints.keys import Mode
 from utils.training.events import EvalEvent, QualityEvent, StartEvent, UpdateEvent, event_from_dict
 from utils.training.run_folder import PROGRESS_FILE, RUN_RECORD
+from utils.webui.job_progress import thin
 
-MAX_PLOT_POINTS = 2000
 MAX_SOURCE_DEPTH = 50  # runs resumed from runs resumed from ...: a loop of hand-edited run.json files ends here
 CACHED_RUNS = 8
 EVENT_START = b'{"time": '  # every progress line begins so (EventLog)
@@ -158,14 +158,6 @@ class RunHistories:
 def is_run_folder(folder: Path) -> bool:
     """A folder training wrote progress into (one of ours)."""
     return (folder / PROGRESS_FILE).is_file()
-
-
-def thin(points: list[tuple[int, float]], limit: int = MAX_PLOT_POINTS) -> list[tuple[int, float]]:
-    """At most `limit` points, evenly spaced, the last one kept."""
-    if len(points) <= limit:
-        return list(points)
-    stride = len(points) / limit
-    return [points[int(i * stride)] for i in range(limit - 1)] + [points[-1]]
 
 
 def _is_number(value: Any) -> bool:
