@@ -95,9 +95,9 @@ def measure(ws: common.Workspace, repeats: int) -> list[common.Row]:
     med = {a: common.median(v) for a, v in times.items()}
     size_gb = ws.checkpoint.stat().st_size / common.GB
     spreads = ", ".join(f"{a} {common.spread(v):.0%}" for a, v in times.items())
-    ratios = [a / p for a, p in zip(times["atomic"], times["plain"], strict=True)]  # per round: same conditions
+    ratios = common.round_ratios(times["atomic"], times["plain"])  # per round: same conditions
     notes = (f"{size_gb:.2f} GB state from RAM; {repeats} rounds, arms rotated, page cache and writeback settled "
-             f"between writes; ratio per round: {', '.join(f'{r:.2f}' for r in ratios)} (the ratio shown is their "
+             f"between writes; ratio per round: {common.ratio_text(ratios)} (the ratio shown is their "
              f"median; met only if every round is); spread (max-min)/median: {spreads}")
     return [
         common.Row("checkpoint write: training held up, atomic vs torch.save", med["atomic"], med["plain"], "s",

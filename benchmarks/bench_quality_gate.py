@@ -89,10 +89,10 @@ def measure(cache: Path, repeats: int, size: str) -> list[common.Row]:
     plain = [r["seconds"] for r in runs["plain"]]
     gate = [r["seconds"] for r in runs["gate"]]
     rerun = [r["seconds"] for r in runs["rerun"]]
-    ratios = [g / p for g, p in zip(gate, plain, strict=True)]
+    ratios = common.round_ratios(gate, plain)
     cpu_ratios = [g["cpu_seconds"] / p["cpu_seconds"] for g, p in zip(runs["gate"], runs["plain"], strict=True)]
     spread = (f"{repeats} interleaved repeats, fresh process each, models loaded and warm before timing; "
-              f"ratio per repeat {', '.join(f'{r:.2f}' for r in ratios)}; gate s {', '.join(f'{g:.1f}' for g in gate)}"
+              f"ratio per repeat {common.ratio_text(ratios)}; gate s {', '.join(f'{g:.1f}' for g in gate)}"
               f", plain s {', '.join(f'{p:.1f}' for p in plain)}; spread gate {common.spread(gate):.0%}, "
               f"plain {common.spread(plain):.0%}; CPU time (all threads) ratio per repeat "
               f"{', '.join(f'{r:.2f}' for r in cpu_ratios)}")

@@ -135,8 +135,8 @@ def paired_row(name: str, runs: dict[str, list[dict]], key: str, unit: str, scal
                notes: str) -> common.Row:
     """Ours against the fresh start of the same round: met only when every round's ratio is within `target`."""
     ours, fresh = [r[key] for r in runs["ours"]], [r[key] for r in runs["fresh"]]
-    ratios = [o / f for o, f in zip(ours, fresh, strict=True)]
-    detail = (f"ours/fresh per round: {', '.join(f'{r:.2f}' for r in ratios)}; spread (max-min)/median: ours "
+    ratios = common.round_ratios(ours, fresh)
+    detail = (f"ours/fresh per round: {common.ratio_text(ratios)}; spread (max-min)/median: ours "
               f"{common.spread(ours):.0%}, fresh {common.spread(fresh):.0%}")
     return common.Row(name, common.median(ours) / scale, common.median(fresh) / scale, unit,
                       f"<= {target:g}x fresh start in every round", all(r <= target for r in ratios),

@@ -566,6 +566,15 @@ def mad(values: Sequence[float]) -> float:
     return statistics.median(abs(v - center) for v in values)
 
 
+def round_ratios(ours: Sequence[float], baseline: Sequence[float]) -> list[float]:
+    """Paired per-round ratios, rounded as `ratio_text` prints them, so a verdict on them is one a reader can check."""
+    return [round(o / b, 3) for o, b in zip(ours, baseline, strict=True)]
+
+
+def ratio_text(ratios: Sequence[float]) -> str:
+    return ", ".join(f"{r:.3f}" for r in ratios)
+
+
 def spread(values: Sequence[float]) -> float:
     """(max - min) / median: the relative range of repeated measurements."""
     if len(values) < 2:

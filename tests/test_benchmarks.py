@@ -108,7 +108,7 @@ def test_resume_verdict_holds_only_when_every_round_meets_it():
         return {"ours": [{"t": v} for v in ours], "fresh": [{"t": v} for v in fresh]}
 
     one_miss = paired_row("t", runs([10.0, 10.0, 12.0], [10.0, 10.0, 10.0]), "t", "s", 1.0, 1.05, "")
-    assert one_miss.ratio == 1.0 and one_miss.met is False and "1.00, 1.00, 1.20" in one_miss.notes
+    assert one_miss.ratio == 1.0 and one_miss.met is False and "1.000, 1.000, 1.200" in one_miss.notes
     assert paired_row("t", runs([10.0, 10.4, 9.0], [10.0, 10.0, 9.0]), "t", "s", 1.0, 1.05, "").met is True
 
 
