@@ -147,12 +147,26 @@ def test_resume_from_a_plain_coqui_recipe_checkpoint(coqui_recipe_checkpoint, tr
 
 
 # --- base: weights only, the same vocabulary ----------------------------------------------------
-def test_base_start_loads_weights_with_a_fresh_optimizer(tiny_base, train, tmp_path):
+def test_base_start_loads_weights_with_a_fresh_optimizer(tiny_base, tiny_dataset, train, tmp_path):
+    """Every weight of the start is the base's (the model is built without random initialisation): XTTS's from
+    model.pth, the DVAE's from dvae.pth, the mel extractors' buffers as an initialised build computes them."""
+    from conftest import train_options
+
+    from utils.base_model.folder import check_base_folder
+    from utils.training.config import build_config, build_model
+
     result = train(tmp_path, max_steps=0)
     assert (result.mode, result.start_step, result.step) == ("base", 0, 0)
     saved = torch.load(result.last_checkpoint, weights_only=True, mmap=True)
     base = torch.load(tiny_base / "model.pth", weights_only=False, mmap=True)["model"]
-    assert torch.equal(saved["model"]["xtts.gpt.text_embedding.weight"], base["gpt.text_embedding.weight"])
+    dvae = torch.load(tiny_base / "dvae.pth", weights_only=True, mmap=True)
+    folder = check_base_folder(tiny_base)
+    built = build_model(build_config(train_options(tiny_base, tiny_dataset, tmp_path / "x"), folder,
+                                     folder.vocab_path, tmp_path / "x"), folder.vocab_path).state_dict()
+    expected = {**{f"xtts.{k}": v for k, v in base.items()}, **{f"dvae.{k}": v for k, v in dvae.items()}}
+    expected.update({k: v for k, v in built.items() if k.startswith("torch_mel_spectrogram")})
+    assert saved["model"].keys() == expected.keys()
+    assert [k for k, v in saved["model"].items() if not torch.equal(v, expected[k])] == []
     assert saved["optimizer"][0]["state"] == {}
 
 

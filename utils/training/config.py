@@ -3,6 +3,7 @@ config.json, the rest from the options."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,15 @@ def build_config(opts: TrainOptions, base: BaseModel, vocab: Path, run_dir: Path
     )
 
 
-def build_model(config: Any, vocab: Path, *, gradient_checkpointing: bool = False) -> Any:
-    """coqui's GPTTrainer with our tokenizer (which also accepts languages coqui's list lacks)."""
+def build_model(config: Any, vocab: Path, *, gradient_checkpointing: bool = False, initialise: bool = True) -> Any:
+    """coqui's GPTTrainer with our tokenizer (which also accepts languages coqui's list lacks). `initialise=False`:
+    the weights are left as allocated, for a caller that loads every one of them next, strictly (random
+    initialisation is 9 of the 10 s a full-size build takes, and a start would only overwrite it)."""
+    from transformers.initialization import no_init_weights
     from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTTrainer
 
-    model = GPTTrainer(config)
+    with contextlib.nullcontext() if initialise else no_init_weights():
+        model = GPTTrainer(config)  # loads dvae.pth, which check_base_folder found to hold every DVAE weight
     model.xtts.tokenizer = make_tokenizer(vocab)
     if gradient_checkpointing:
         enable_gradient_checkpointing(model)

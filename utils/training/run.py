@@ -22,6 +22,7 @@ from utils.data.gate import stored_flags_note
 from utils.data.metadata import load_samples
 from utils.data.validate import validate_dataset
 from utils.options import LATEST, TrainOptions
+from utils.training.allocator import START_MMAP_THRESHOLD, TRAINING_MMAP_THRESHOLD, set_mmap_threshold
 from utils.training.config import build_config, build_model, estimate_checkpoint_bytes
 from utils.training.distributed import Distributed
 from utils.training.events import EndEvent, EventLog, StartEvent, WarningEvent
@@ -84,6 +85,7 @@ def train_gpt(
 ) -> TrainResult:
     """Plan the start from the checkpoint's content, build the model, load the checkpoint once, train."""
     dist = dist or Distributed()
+    set_mmap_threshold(START_MMAP_THRESHOLD)  # what the start frees goes back to the system (allocator.py)
     opts.validate()
     check_precision(opts.train_precision)
     check_batch_size(opts.batch_size, ranks=dist.size)
@@ -144,7 +146,8 @@ def run_training(start: StartContext) -> TrainResult:
     train_samples = load_samples(opts.train_csv, opts.language)
     eval_samples = load_samples(opts.eval_csv, opts.language)
     config = build_config(opts, start.base, plan.vocab_path, plan.run_dir)
-    model = build_model(config, plan.vocab_path, gradient_checkpointing=opts.gradient_checkpointing)
+    # Not initialised: load_start_state loads every weight, strictly, in each mode.
+    model = build_model(config, plan.vocab_path, gradient_checkpointing=opts.gradient_checkpointing, initialise=False)
     data = load_start_state(model, plan)
     if dist.writes:
         check_disk_space(plan.run_dir, estimate_checkpoint_bytes(model), opts.keep_checkpoints, events)
@@ -172,6 +175,7 @@ def run_training(start: StartContext) -> TrainResult:
     lr = trainer.optimizer[0].param_groups[0]["lr"]
     events(StartEvent(**trainer.position(), mode=str(plan.mode), run_dir=str(plan.run_dir), lr=lr,
                       message=start_message(plan, trainer.updates, trainer.epochs_done, lr)))
+    set_mmap_threshold(TRAINING_MMAP_THRESHOLD)  # activations reuse the heap from here on
     try:
         reason = trainer.fit()
     except TrainingDiverged as diverged:  # the CLI exits 3; the WebUI reads why from the progress
