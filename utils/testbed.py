@@ -15,7 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from utils.data.folder import write_csv
-from utils.xtts import CLIPS_DIR, COQUI_LANGUAGES, EVAL_CSV, LANG_FILE, OUTPUT_SAMPLE_RATE, SAMPLE_RATE, TRAIN_CSV
+from utils.xtts import (
+    CLIPS_DIR,
+    COQUI_LANGUAGES,
+    EVAL_CSV,
+    LANG_FILE,
+    OUTPUT_SAMPLE_RATE,
+    SAMPLE_RATE,
+    TRAIN_CSV,
+    language_token,
+)
 
 SENTENCES = [
     "the quick brown fox jumps over the lazy dog.",
@@ -92,7 +101,7 @@ def build_vocab(path: Path, texts: list[str], vocab_size: int = 160) -> int:
     tokenizer = Tokenizer(BPE(unk_token="[UNK]"))
     tokenizer.pre_tokenizer = Whitespace()
     alphabet = sorted(set("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-\":;()") | set("".join(texts)))
-    specials = SPECIAL_TOKENS + [f"[{lang}]" for lang in LANGUAGES]
+    specials = SPECIAL_TOKENS + [language_token(lang) for lang in LANGUAGES]  # zh as XTTS writes it: [zh-cn]
     trainer = BpeTrainer(vocab_size=vocab_size, special_tokens=specials, initial_alphabet=alphabet, show_progress=False)
     tokenizer.train_from_iterator(texts, trainer=trainer)
     tokenizer.add_special_tokens(["[START]"])
