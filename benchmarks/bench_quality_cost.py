@@ -9,7 +9,9 @@ numbers from the same process, so the evaluation and the updates it is compared 
   between them.
 Added time = evaluation / (WEBUI_EVERY x update). Target: at most 5%, in every repeat. On the tiny test bed the
 model is 2 layers wide 64 while the scorers are real (Whisper tiny.en on CPU): the share is larger than at real
-size, where an update takes far longer; the GPU row needs a device run (README).
+size, where an update takes far longer; the GPU row needs a device run (README). The run has the environment a
+user's has: training runs torch on one thread (coqui's XTTS dataset module sets it) and an evaluation on every
+core (utils/training/quality_eval.evaluation_threads); OMP_NUM_THREADS, where set, limits both.
 """
 
 from __future__ import annotations
@@ -27,14 +29,13 @@ from utils.options import WEBUI_QUALITY_EVERY
 TARGET = 0.05
 EVERY = 4  # evaluations in the measured run: at steps 0, 4, 8, ...
 UPDATES = 12
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def measure_run(ws: common.Workspace, out: Path, timeout: float) -> tuple[list[float], list[float]]:
     """(evaluation seconds, update seconds) of one run."""
     cmd = common.train_command(ws, out, max_steps=UPDATES,
                                extra=["--num_epochs", "100", "--save_step", "1000000", "--quality_every", str(EVERY)])
-    m = common.run_measured(cmd, timeout=timeout, env=ONE_THREAD)
+    m = common.run_measured(cmd, timeout=timeout)
     if m.returncode != 0:
         raise RuntimeError(f"training with --quality_every failed ({m.returncode}):\n{m.output_tail}")
     events = common.read_events(next(out.rglob("progress.jsonl")))

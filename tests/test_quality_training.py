@@ -247,6 +247,38 @@ def test_whisper_leaves_torchs_thread_count_as_it_found_it(reference_clip):
         torch.set_num_threads(before)
 
 
+def test_an_evaluation_runs_on_every_core_and_training_keeps_its_one_thread(tiny_base, tiny_dataset, scorer,
+                                                                            reference_clip, tmp_path, monkeypatch):
+    """Training runs torch on one thread and waits for the evaluation, which may use every core (or
+    OMP_NUM_THREADS where set); training's count comes back afterwards."""
+    import os
+
+    from utils.training import quality_eval
+
+    model = training_model(tiny_base, tiny_dataset, tmp_path)
+    evaluator = QualityEvaluator(scorer, ["a small boat"], reference_clip, "en", run_dir=tmp_path)
+    seen = []
+    synthesise = evaluator.synthesise
+
+    def observed(xtts):
+        seen.append(torch.get_num_threads())
+        return synthesise(xtts)
+
+    monkeypatch.setattr(evaluator, "synthesise", observed)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        evaluator.evaluate(model.xtts, step=1)
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        evaluator.evaluate(model.xtts, step=2)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [len(os.sched_getaffinity(0)), 1] and quality_eval.evaluation_threads() == 1
+
+
 def scorer_audio(path: Path) -> np.ndarray:
     from utils.quality import audio
 
