@@ -111,19 +111,18 @@ def measure(ws: common.Workspace, repeats: int, timeout: float, log=common._stde
                    base),
     ]
     if traced is not None:
-        ours, seed = traced["ours"], traced["seed"]
+        t_ours, t_seed = traced["ours"], traced["seed"]
         limit = BYTES_TARGET * size
         rows.append(common.Row(
-            "resume: bytes read from the checkpoint", ours["ckpt_bytes_read"] / common.GB,
-            seed["ckpt_bytes_read"] / common.GB, "GB", f"<= {BYTES_TARGET:g}x file ({limit / common.GB:.2f} GB)",
-            ours["ckpt_bytes_read"] <= limit,
-            f"ours: {_gb(ours['read_syscall_bytes'])} by read() + {_gb(ours['mmap_bytes'])} by mmap "
-            f"({ours['ckpt_bytes_read'] / size:.2f}x file); seed's: {seed['ckpt_bytes_read'] / size:.2f}x file; "
-            f"mmaps of the file no smaps sample saw: ours {ours['unsampled_mappings']:g}, seed's "
-            f"{seed['unsampled_mappings']:g}; from one run of each under strace, after the timed rounds (tracing "
+            "resume: bytes read from the checkpoint", t_ours["ckpt_bytes_read"] / common.GB,
+            t_seed["ckpt_bytes_read"] / common.GB, "GB", f"<= {BYTES_TARGET:g}x file ({limit / common.GB:.2f} GB)",
+            t_ours["ckpt_bytes_read"] <= limit,
+            f"ours: {_gb(t_ours['read_syscall_bytes'])} by read() + {_gb(t_ours['mmap_bytes'])} by mmap "
+            f"({t_ours['ckpt_bytes_read'] / size:.2f}x file); seed's: {t_seed['ckpt_bytes_read'] / size:.2f}x file; "
+            f"mmaps of the file no smaps sample saw: ours {t_ours['unsampled_mappings']:g}, seed's "
+            f"{t_seed['unsampled_mappings']:g}; from one run of each under strace, after the timed rounds (tracing "
             f"every read() slowed a start by ~5 s, so no timed run is traced)",
             "seed's way"))
-        ours, seed = med["ours"], med["seed"]
     per_run = "; ".join(f"{a} " + ", ".join(f"{r['peak_rss'] / common.GB:.2f}" for r in runs[a]) for a in ARMS)
     rows += [
         paired_row("resume: peak RSS", runs, "peak_rss", "GB", common.GB, RSS_TARGET,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, assert_same_training_state, read_events
+from conftest import ROOT, assert_same_training_state, read_events, train_options
 
 from utils.checkpoints.classify import classify_checkpoint
 from utils.checkpoints.keys import CheckpointError
@@ -150,8 +150,6 @@ def test_resume_from_a_plain_coqui_recipe_checkpoint(coqui_recipe_checkpoint, tr
 def test_base_start_loads_weights_with_a_fresh_optimizer(tiny_base, tiny_dataset, train, tmp_path):
     """Every weight of the start is the base's (the model is built without random initialisation): XTTS's from
     model.pth, the DVAE's from dvae.pth, the mel extractors' buffers as an initialised build computes them."""
-    from conftest import train_options
-
     from utils.base_model.folder import check_base_folder
     from utils.training.config import build_config, build_model
 

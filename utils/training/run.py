@@ -85,7 +85,6 @@ def train_gpt(
 ) -> TrainResult:
     """Plan the start from the checkpoint's content, build the model, load the checkpoint once, train."""
     dist = dist or Distributed()
-    set_mmap_threshold(START_MMAP_THRESHOLD)  # what the start frees goes back to the system (allocator.py)
     opts.validate()
     check_precision(opts.train_precision)
     check_batch_size(opts.batch_size, ranks=dist.size)
@@ -146,6 +145,7 @@ def run_training(start: StartContext) -> TrainResult:
     train_samples = load_samples(opts.train_csv, opts.language)
     eval_samples = load_samples(opts.eval_csv, opts.language)
     config = build_config(opts, start.base, plan.vocab_path, plan.run_dir)
+    set_mmap_threshold(START_MMAP_THRESHOLD)  # what the start frees goes back to the system (allocator.py)
     # Not initialised: load_start_state loads every weight, strictly, in each mode.
     model = build_model(config, plan.vocab_path, gradient_checkpointing=opts.gradient_checkpointing, initialise=False)
     data = load_start_state(model, plan)
