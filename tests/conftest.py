@@ -101,6 +101,17 @@ def coqui_recipe_checkpoint(tiny_base, tiny_dataset, tmp_path_factory) -> tuple[
 MOUNT_REFUSED = ("permission denied", "operation not permitted", "only root", "loop device", "no such device")
 
 
+def mount_loop(image: Path, mount: Path) -> None:
+    """`mount -o loop image mount`; skips the test, saying why, where this machine refuses loop mounts (a
+    container without the privilege); any other failure of mount is an error."""
+    done = subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = " ".join(done.stderr.split())
+        if any(word in reason.lower() for word in MOUNT_REFUSED):
+            pytest.skip(f"mounting a loop device is not allowed here: {reason}")
+        raise RuntimeError(f"mount -o loop {image} {mount} failed: {reason}")
+
+
 @pytest.fixture
 def make_small_filesystem(tmp_path) -> Callable[[int], Path]:
     """make(megabytes) -> the mount point of a real ext4 filesystem of that size (a loop-mounted image on disk, no
@@ -117,12 +128,7 @@ def make_small_filesystem(tmp_path) -> Callable[[int], Path]:
         mount.mkdir()
         subprocess.run(["truncate", "-s", f"{megabytes}M", str(image)], check=True)
         subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
-        done = subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True, text=True)
-        if done.returncode != 0:
-            reason = " ".join(done.stderr.split())
-            if any(word in reason.lower() for word in MOUNT_REFUSED):
-                pytest.skip(f"mounting a loop device is not allowed here: {reason}")
-            raise RuntimeError(f"mount -o loop {image} failed: {reason}")
+        mount_loop(image, mount)
         mounts.append(mount)
         return mount
 

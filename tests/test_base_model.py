@@ -522,12 +522,10 @@ def test_a_required_file_the_server_lacks(tmp_path: Path):
 
 
 def test_no_server_listening(tmp_path: Path):
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     dest = tmp_path / "cache"
-    with pytest.raises(BaseModelError) as e:
-        ensure_base_model(dest, base_url=f"http://127.0.0.1:{port}/x/", progress=False)
+    with socket.socket() as s, pytest.raises(BaseModelError) as e:
+        s.bind(("127.0.0.1", 0))  # bound, never listening, held throughout: refused, and no one else's port
+        ensure_base_model(dest, base_url=f"http://127.0.0.1:{s.getsockname()[1]}/x/", progress=False)
     message = str(e.value)
     assert str(dest) in message and FLAG in message
     assert all(name in message for name in REQUIRED_FILES)

@@ -129,7 +129,8 @@ def test_bench_quality_gate(bench_cache, tmp_path):
     measure, rerun = rows
     assert measure.measurement == "quality gate: measure 4 clips (validate --quality)", measure
     assert measure.baseline_name == "plain transcription, same Whisper" and "ratio per repeat " in measure.notes
-    assert rerun.ours < measure.ours  # the re-run reads the stored measurements
+    # test_gate checks that a re-run measures nothing again; how much faster that is, the benchmark shows
+    assert rerun.measurement == "quality gate: re-run on the unchanged 4 clips" and rerun.baseline is None, rerun
 
 
 def test_ratio_interval_tells_a_real_difference_from_noise():

@@ -24,10 +24,33 @@ TORCHRUN = str(Path(sys.executable).parent / "torchrun")
 TWO_RANKS = ("--standalone", "--nproc_per_node", "2")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def reserved_port() -> int:
+    """A port for a launcher that must be told one (trainer.distribute's MASTER_PORT), held for it: a connection
+    to it is closed from its side, so the port waits in TIME_WAIT (a minute), where the kernel hands it to no
+    other bind or connect, while rank 0's store (libuv sets SO_REUSEADDR) may bind it. Finding a free port and
+    releasing it would let another test worker take it in the seconds before rank 0 starts."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            accepted.close()  # this side closes first: it is this side's end that waits in TIME_WAIT
+            client.recv(1)
+    return port
+
+
+def test_a_reserved_port_is_refused_to_others_and_taken_by_rank_0s_store():
+    """What trainer.distribute's MASTER_PORT relies on: no other socket can bind the port, torch's store can."""
+    from datetime import timedelta
+
+    port = reserved_port()
+    with socket.socket() as other, pytest.raises(OSError, match="in use"):
+        other.bind(("127.0.0.1", port))
+    store = torch.distributed.TCPStore("localhost", port, 1, is_master=True, timeout=timedelta(seconds=30))
+    store.set("rank 0", "here")
+    assert store.port == port and store.get("rank 0") == b"here"
 
 
 def train_argv(base, dataset, output, *extra: str) -> list[str]:
@@ -107,20 +130,21 @@ def test_a_resume_on_another_number_of_ranks_continues_at_the_global_position():
     assert (old.first_batch, old.n_batches) == (2, 4)
 
 
-def test_uneven_and_accumulated_batches_average_like_one_batch():
+def test_uneven_and_accumulated_batches_average_like_one_batch(tmp_path):
     """Two gloo ranks through the DDP wrapper the trainer uses (a linear model: no dropout, so comparable to one
     process): for an uneven last batch (shares 2 and 1) and a batch with one empty share (a stand-in weighted 0)
     the averaged gradient is the mean over the batch's samples; two batches accumulated under no_sync are averaged
     by the update's last backward."""
-    torch.multiprocessing.start_processes(_ddp_rank, args=(free_port(),), nprocs=2, start_method="spawn")
+    store = f"file://{tmp_path / 'store'}"  # the ranks meet through a file: no port to find, none to lose
+    torch.multiprocessing.start_processes(_ddp_rank, args=(store,), nprocs=2, start_method="spawn")
 
 
-def _ddp_rank(rank: int, port: int) -> None:
+def _ddp_rank(rank: int, init_method: str) -> None:
     from utils.training import ddp
     from utils.training.distributed import Distributed
 
     torch.set_num_threads(1)
-    dist = Distributed(rank=rank, use_ddp=True, world_size=2, init_method=f"tcp://127.0.0.1:{port}")
+    dist = Distributed(rank=rank, use_ddp=True, world_size=2, init_method=init_method)
     data = torch.arange(12.0).reshape(4, 3) / 10
 
     class Linear(torch.nn.Module):
@@ -272,15 +296,22 @@ def test_after_a_restart_the_ranks_meet_again_even_when_one_starts_late(tmp_path
 
 
 def two_machines(base, dataset, outputs: tuple[Path, Path], trace: Path, *extra: str) -> list[tuple[int, str]]:
-    """Two torchrun agents, one process each, meeting through c10d on 127.0.0.1 as two machines would."""
-    port = free_port()
+    """Two torchrun agents, one process each, meeting through c10d on 127.0.0.1 as two machines would. The
+    rendezvous store is this process's, on a port it bound itself (0: the kernel's choice) and holds throughout;
+    both agents connect to it (is_host=false), so no other test worker can take its port in between."""
+    from datetime import timedelta
+
+    store = torch.distributed.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False,
+                                       timeout=timedelta(seconds=300))
     launcher = ("--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint",
-                f"127.0.0.1:{port}", "--rdzv_id", f"test-{port}")
+                f"127.0.0.1:{store.port}", "--rdzv_conf", "is_host=false", "--rdzv_id", f"test-{trace.name}")
     logs = [trace.parent / f"{trace.name}_node_{i}.log" for i in range(2)]
     procs = [subprocess.Popen([TORCHRUN, *launcher, *train_argv(base, dataset, out, *extra)], cwd=ROOT,
                               env=launch_env(trace), stdout=log.open("w"), stderr=subprocess.STDOUT)
              for out, log in zip(outputs, logs, strict=True)]
-    return [(p.wait(timeout=600), log.read_text()) for p, log in zip(procs, logs, strict=True)]
+    done = [(p.wait(timeout=600), log.read_text()) for p, log in zip(procs, logs, strict=True)]
+    del store  # the rendezvous is over
+    return done
 
 
 @pytest.mark.slow
@@ -308,7 +339,7 @@ def test_two_machines_train_into_one_run_folder_that_rank_0_alone_writes(tiny_ba
 # --- the launchers' arguments ----------------------------------------------------------------------------
 def trainer_distribute(base, dataset, output, *extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", CUDA_VISIBLE_DEVICES="0,1",
-               OMP_NUM_THREADS="1", MASTER_PORT=str(free_port()))
+               OMP_NUM_THREADS="1", MASTER_PORT=str(reserved_port()))
     cmd = [sys.executable, "-m", "trainer.distribute", "--script", "utils/gpt_train.py", "--gpus", "0,1",
            *train_argv(base, dataset, output, *extra)[1:]]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -104,7 +104,8 @@ def test_disk_full_during_a_save_keeps_the_previous_checkpoint(reference_run, ti
                "--save_step", "1", preexec=small_files)
     assert_one_clear_line(proc, "Could not write", "checkpoint_9.pth", "resume from the newest checkpoint")
     assert (source.stat().st_size, source.stat().st_mtime_ns) == before
-    assert not list(run.glob("*.tmp"))
+    assert_same_training_state(reference_run.run_dir / "checkpoint_8.pth", source)
+    assert not (run / "checkpoint_9.pth").exists() and not list(run.glob("*.tmp"))  # no partial file left
 
 
 def test_space_check_refuses_or_warns_before_training(tmp_path):
@@ -161,12 +162,16 @@ def test_a_really_full_disk_during_a_save(reference_run, tiny_base, tiny_dataset
     proc = cli(tiny_base, tiny_dataset, disk / "out", "--num_epochs", "2", "--keep_checkpoints", "100",
                "--save_step", "1", "--max_steps", "4")
     assert_one_clear_line(proc, "Could not write", "resume from the newest checkpoint")
+    assert proc.returncode == 1, proc.stderr
     saved = list_checkpoints(disk / "out")
     assert saved, proc.stderr  # the first saves fitted: the failure came at a later save, not at the start
     newest = Path(saved[0].path)
-    assert f"checkpoint_{saved[0].step + 1}.pth (No space left on device)" in proc.stderr, proc.stderr
+    failed = newest.with_name(f"checkpoint_{saved[0].step + 1}.pth")
+    assert f"{failed} (No space left on device)" in proc.stderr, proc.stderr
     assert_same_training_state(reference_run.run_dir / newest.name, newest)
-    assert not list(disk.rglob("*.tmp"))
+    assert not failed.exists() and not list(disk.rglob("*.tmp"))  # no partial file, under any name
+    for path in (disk / "out").rglob("*.pth"):
+        classify_checkpoint(path)  # every file with a checkpoint's name is complete
 
 
 def fill_until_free(mount: Path, free: int) -> None:
