@@ -265,7 +265,7 @@ def test_print_step_must_be_positive():
     from utils.options import TrainOptions
 
     opts = TrainOptions(train_csv="t.csv", eval_csv="e.csv", output_path="out", print_step=0)
-    with pytest.raises(ValueError, match="--print_step must be at least 1"):
+    with pytest.raises(ValueError, match="--print_step must be between 1 and"):
         opts.validate()
 
 

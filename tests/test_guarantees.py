@@ -1,10 +1,10 @@
-"""README's promises that no other test checks, one test each: Ctrl-C on the WebUI stops its training after a
-save, the grad scaler is restored on resume, /start_training fills in the dataset, language and base folder, the
-old flag spellings, and identical restores on every rank of a multi-process launch."""
+"""README's promises that no other test checks, one test each, through the interface README names: Ctrl-C on
+the WebUI stops its training after a save, the grad scaler is restored on resume, /start_training fills in the
+dataset, language and base folder, the old flag spellings on both commands, and identical restores on every rank
+of a multi-process launch."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, train_options
+from conftest import ROOT
 
 from utils.checkpoints.classify import classify_checkpoint
 from utils.procinfo import process_start_ticks
@@ -34,40 +34,64 @@ def complete_events(path: Path) -> list[dict]:
 
 
 # --- Ctrl-C on the WebUI ------------------------------------------------------------------------------------
-# A WebUI reduced to its job manager: start one job, then serve (sleep) until Ctrl-C.
-WEBUI = """
-import json, sys, time
-sys.path.insert(0, sys.argv[1])
-from utils.options import TrainOptions
-from utils.webui.jobs import TrainingJobs
-status = TrainingJobs().start(TrainOptions.from_dict(json.loads(sys.argv[2])))
-print(json.dumps({"accepted": status["accepted"], "error": status["error"], "pid": status["pid"],
-                  "progress": status["progress_file"], "log": status["log_file"]}), flush=True)
-while True:
-    time.sleep(1)
-"""
+def webui_work(tiny_dataset, folder: Path, language: str = "en") -> Path:
+    """A WebUI work folder whose dataset/ holds the test bed's CSVs and clips, and `language` in lang.txt."""
+    dataset = folder / "dataset"
+    dataset.mkdir(parents=True)
+    for name in ("metadata_train.csv", "metadata_eval.csv"):
+        (dataset / name).write_bytes((tiny_dataset.folder / name).read_bytes())
+    (dataset / "wavs").symlink_to(tiny_dataset.folder / "wavs")
+    (dataset / "lang.txt").write_text(f"{language}\n")
+    return folder
+
+
+SERVING = "To create a public link"  # what Gradio prints once its startup is over (the URL comes before it)
+
+
+def start_webui(log: Path, *flags: str) -> tuple[subprocess.Popen, str]:
+    """`python webui.py --port 0 FLAGS` (the first free port from 7860) in a process group of its own, as a
+    terminal gives it: the process and the URL it printed, once its startup is over (a Ctrl-C before that
+    interrupts Gradio's start, not the served WebUI)."""
+    with open(log, "w") as out:
+        webui = subprocess.Popen([sys.executable, str(ROOT / "webui.py"), "--port", "0", *flags], cwd=ROOT,
+                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                 env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"))
+    wait_for(lambda: SERVING in log.read_text() or webui.poll() is not None, timeout=120)
+    urls = [line.split()[-1] for line in log.read_text().splitlines() if "Running on local URL:" in line]
+    assert urls, f"webui.py ended ({webui.poll()}) without serving: {log.read_text()[-2000:]}"
+    return webui, urls[0].rstrip("/") + "/"
+
+
+def stop_webui(webui: subprocess.Popen) -> int:
+    """Ctrl-C in the WebUI's terminal (SIGINT to its process group); its exit status once it has ended."""
+    os.killpg(webui.pid, signal.SIGINT)
+    return webui.wait(timeout=180)
 
 
 def test_ctrl_c_on_the_webui_stops_its_training_job_after_a_save(tiny_base, tiny_dataset, tmp_path):
-    """Ctrl-C in the WebUI's terminal reaches its whole process group: the training job saves a checkpoint at
-    the next update and ends with its final event (what the CLI writes last before exit 0)."""
-    opts = dataclasses.asdict(train_options(tiny_base, tiny_dataset, tmp_path))
-    webui = subprocess.Popen([sys.executable, "-c", WEBUI, str(ROOT), json.dumps(opts)], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                             start_new_session=True)  # its own process group, as a terminal gives it
-    job = json.loads(webui.stdout.readline())
-    assert job["accepted"], job["error"]
-    progress, ticks = Path(job["progress"]), process_start_ticks(job["pid"])
-    wait_for(lambda: any(e["event"] == "update" for e in complete_events(progress)))
-    os.killpg(webui.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-    webui.wait(timeout=60)
-    wait_for(lambda: process_start_ticks(job["pid"]) != ticks, timeout=120)  # the training process ended too
+    """`python webui.py`, a training started through /start_training, then Ctrl-C in the WebUI's terminal: the
+    WebUI stops its job (the trainer leads its own process group, so only the WebUI got the signal), which saves
+    a checkpoint at the next update and ends with its final event (what the CLI writes last before exit 0)."""
+    from gradio_client import Client
+
+    work = webui_work(tiny_dataset, tmp_path / "work")
+    webui, url = start_webui(tmp_path / "webui.log", "--output_path", str(work), "--base_model_dir", str(tiny_base))
+    try:
+        job = Client(url, verbose=False, download_files=False).predict(
+            {"num_epochs": 2, "batch_size": 2, "save_step": 1000}, api_name="/start_training")
+        assert job["accepted"], job["error"]
+        progress, ticks = Path(job["progress_file"]), process_start_ticks(job["pid"])
+        wait_for(lambda: any(e["event"] == "update" for e in complete_events(progress)))
+    finally:
+        code = stop_webui(webui)
+    assert code == 0, (tmp_path / "webui.log").read_text()[-3000:]
+    assert process_start_ticks(job["pid"]) != ticks  # the WebUI waited for its training process to end
     events = complete_events(progress)
     end = events[-1]
     assert (end["event"], end["reason"]) == ("end", "stop requested"), events[-3:]
     assert 1 <= end["step"] < end["total"] == 8  # stopped early, not run to the end
     assert classify_checkpoint(end["path"]).step == end["step"]
-    assert "Stop requested: saving a checkpoint at the next update." in Path(job["log"]).read_text()
+    assert "Stop requested: saving a checkpoint at the next update." in Path(job["log_file"]).read_text()
 
 
 # --- the grad scaler ----------------------------------------------------------------------------------------
@@ -106,50 +130,63 @@ def test_grad_scaler_is_saved_and_restored_on_resume(train, tmp_path, monkeypatc
 
 # --- /start_training's defaults -----------------------------------------------------------------------------
 def test_start_training_fills_in_dataset_language_and_base_folder(tiny_base, tiny_dataset, tmp_path):
-    """What the options leave out comes from the WebUI: its dataset's CSVs, lang.txt and base folder. The job
-    is the real CLI with --dry_run, which reads those options and prints its plan."""
-    from utils.webui.api import api_start_training
-    from utils.webui.context import WebUIContext
+    """What the options sent to /start_training (gradio_client, a real server) leave out comes from the WebUI:
+    its dataset's CSVs, lang.txt and base folder. The job is the real CLI with --dry_run, which reads those
+    options and prints its plan."""
+    from webui_server import client, serve
+
     from utils.webui.jobs import TrainingJobs
     from utils.webui.paths import WebUIConfig
 
-    dataset = tmp_path / "work" / "dataset"
-    dataset.mkdir(parents=True)
-    for name in ("metadata_train.csv", "metadata_eval.csv"):
-        (dataset / name).write_bytes((tiny_dataset.folder / name).read_bytes())
-    (dataset / "wavs").symlink_to(tiny_dataset.folder / "wavs")
-    (dataset / "lang.txt").write_text("de\n")
+    work = webui_work(tiny_dataset, tmp_path / "work", language="de")
+    dataset = work / "dataset"
     jobs = TrainingJobs(command=[sys.executable, "-u", str(ROOT / "utils" / "gpt_train.py"), "--dry_run", "--json"])
-    ctx = WebUIContext.create(WebUIConfig(output=tmp_path / "work", base_dir=tiny_base), jobs=jobs)
-    status = api_start_training(ctx, {"max_steps": 3})
-    assert status["accepted"], status["error"]
+    server = serve(WebUIConfig(output=work, base_dir=tiny_base), jobs)
+    try:
+        status = client(server).predict({"max_steps": 3}, api_name="/start_training")
+        assert status["accepted"], status["error"]
+        final = jobs.wait(timeout=120)
+    finally:
+        server.app.close()
     argv = status["command"]
     given = {flag: argv[argv.index(flag) + 1] for flag in argv if flag.startswith("--") and flag != "--dry_run"
              and flag != "--json"}
     assert given == {"--train_csv": str(dataset / "metadata_train.csv"),
-                     "--eval_csv": str(dataset / "metadata_eval.csv"), "--output_path": str(tmp_path / "work"),
+                     "--eval_csv": str(dataset / "metadata_eval.csv"), "--output_path": str(work),
                      "--base_model_dir": str(tiny_base), "--language": "de", "--max_steps": "3",
                      "--progress_jsonl": status["progress_file"]}
-    final = jobs.wait(timeout=120)
     assert final["returncode"] == 0, final["message"]
     plan = json.loads(Path(final["log_file"]).read_text().strip().splitlines()[-1])
     assert (plan["mode"], plan["source"]) == ("base", str(tiny_base / "model.pth"))
 
 
 # --- old flag spellings -------------------------------------------------------------------------------------
-def test_old_flag_spellings_of_the_popular_webui_are_accepted(tmp_path):
-    """`--out_path` and `--grad_acumm` for gpt_train.py, `--out_path` for webui.py and formatter.py."""
-    from utils.data.cli import build_parser as formatter_parser
-    from utils.options import TrainOptions, from_namespace
-    from utils.training.cli import build_parser as train_parser
-    from utils.webui.app import build_parser as webui_parser
+def test_old_flag_spellings_of_the_popular_webui_are_accepted(tiny_base, tiny_dataset, tmp_path):
+    """`--out_path` and `--grad_acumm` on both commands: gpt_train.py trains into that folder with that many
+    batches per update, and webui.py serves that work folder with that value in its Train tab."""
+    import httpx
 
-    args = train_parser().parse_args(["--train_csv", "t.csv", "--eval_csv", "e.csv", "--out_path", str(tmp_path),
-                                      "--grad_acumm", "4"])
-    opts = from_namespace(TrainOptions, args)
-    assert (opts.output_path, opts.grad_accum) == (str(tmp_path), 4)
-    assert webui_parser().parse_args(["--out_path", str(tmp_path)]).output_path == str(tmp_path)
-    assert formatter_parser().parse_args(["import", "src", "--out_path", str(tmp_path)]).out_path == str(tmp_path)
+    out = tmp_path / "cli"
+    done = subprocess.run([sys.executable, "utils/gpt_train.py", "--train_csv", str(tiny_dataset.train_csv),
+                           "--eval_csv", str(tiny_dataset.eval_csv), "--base_model_dir", str(tiny_base),
+                           "--batch_size", "2", "--max_steps", "1", "--out_path", str(out), "--grad_acumm", "2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (saved,) = out.glob("run/training/*/checkpoint_1.pth")
+    assert torch.load(saved, weights_only=True, mmap=True)["run_state"]["batches_done"] == 2  # 1 update, 2 batches
+
+    work = tmp_path / "webui_work"
+    webui, url = start_webui(tmp_path / "webui.log", "--out_path", str(work), "--grad_acumm", "3",
+                             "--base_model_dir", str(tiny_base))
+    try:
+        config = httpx.get(f"{url}config", timeout=60).json()
+    finally:
+        code = stop_webui(webui)
+    assert code == 0, (tmp_path / "webui.log").read_text()[-3000:]
+    props = [c["props"] for c in config["components"]]
+    assert [p["value"] for p in props if p.get("elem_id") == "opt-grad_accum"] == [3]
+    assert any(f"Work folder: `{work}`" in str(p.get("value")) for p in props)
+    assert [p["value"] for p in props if p.get("elem_id") == "opt-output_path"] == [str(work)]
 
 
 # --- identical restores on every rank -----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """What a WebUI served to others guarantees (issue 17): a real Gradio server on 127.0.0.1 with the path policy on
 (`--restrict_paths`), reached the way anyone who can reach it would (gradio_client for the API, the page's HTTP
-queue for the tabs' handlers); the training CLI on hostile checkpoints; the job manager across processes.
+queue for the tabs' handlers); the training CLI on hostile checkpoints; the upload folder; durable run records
+and exports. The job manager across processes: tests/test_security_jobs.py.
 """
 
 from __future__ import annotations
@@ -13,15 +14,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 import zipfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import ROOT
-from webui_server import HARMLESS_CLI, call_handler, client, serve, wait_for
+from webui_server import HARMLESS_CLI, call_handler, client, serve, upload
 
 from utils.checkpoints.classify import classify_checkpoint
 from utils.checkpoints.keys import CheckpointError
@@ -67,6 +66,11 @@ def test_csv_audio_outside_the_work_folders_is_refused_by_line_and_nothing_is_co
     (out / "incoming" / "lang.txt").write_text("en\n")
     report, _ = call_handler(restricted, "import_existing", str(incoming.parent), "coqui", "en")
     assert "metadata_train.csv line 3: audio" in report and "outside the work folders" in report, report
+    (out / "linked" / "wavs").mkdir(parents=True)
+    (out / "linked" / "wavs" / "clip.wav").symlink_to(outside)  # a link inside, to a file outside
+    linked = write_csv(out / "linked" / "metadata_train.csv", [("wavs/clip.wav", "a link out")])
+    report, _ = call_handler(restricted, "import_existing", str(linked), "coqui", "en")
+    assert "metadata_train.csv line 2: audio" in report and "outside the work folders" in report, report
     assert not (out / "dataset" / "wavs").exists() or not any((out / "dataset" / "wavs").iterdir())
 
     # the dataset check and a training start refuse the same line, and the answer does not depend on whether
@@ -75,6 +79,8 @@ def test_csv_audio_outside_the_work_folders_is_refused_by_line_and_nothing_is_co
     write_csv(out / "dataset" / "metadata_eval.csv", [(str(outside), "outside")])
     report, _ = call_handler(restricted, "check_dataset")
     assert "metadata_train.csv line 2: audio" in report and "outside the work folders" in report, report
+    notice = call_handler(restricted, "measure_clips", "")[3]  # the quality review listens to every clip
+    assert "metadata_train.csv line 2: audio" in notice and "outside the work folders" in notice, notice
     answers = []
     for audio in (outside, outside.with_name("no_such_clip.wav")):
         write_csv(out / "dataset" / "metadata_train.csv", [(str(audio), "outside")])
@@ -169,6 +175,11 @@ def test_uploads_over_the_size_cap_are_refused(tiny_base, tmp_path):
         s.app.close()
     assert small.status_code == 200, small.text
     assert big.status_code == 413, big.text
+    done = subprocess.run([sys.executable, str(ROOT / "webui.py"), "--max_file_size", "2 gigs", "--host", UNBINDABLE,
+                           "--output_path", str(tmp_path / "out"), "--base_model_dir", str(tiny_base)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2 and "--max_file_size 2 gigs is not a size such as 500mb" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
 
 
 # --- 4. one odd file in the listing --------------------------------------------------------------------------------
@@ -186,6 +197,19 @@ def two_pickles(path: Path, *, same_name: bool) -> Path:
     return path
 
 
+def corrupt_step(path: Path) -> Path:
+    """A training checkpoint whose optimizer `step` record no longer matches its CRC: its structure reads, the
+    step (read on demand) does not."""
+    import struct
+
+    torch.save({"model": {"gpt.text_embedding.weight": torch.zeros(10, 4)},
+                "optimizer": [{"param_groups": [{}], "state": {0: {"step": torch.tensor(5.0)}}}]}, path)
+    raw = path.read_bytes()
+    at = raw.index(struct.pack("<f", 5.0))
+    path.write_bytes(raw[:at] + struct.pack("<f", 6.0) + raw[at + 4:])
+    return path
+
+
 def test_an_odd_file_is_one_row_saying_why_and_the_rest_of_the_list_is_intact(restricted, reference_run, tiny_base):
     folder = restricted.ctx.config.output / "run" / "training" / "odd"
     folder.mkdir(parents=True)
@@ -194,12 +218,14 @@ def test_an_odd_file_is_one_row_saying_why_and_the_rest_of_the_list_is_intact(re
     torch.save({"model": {"gpt.text_embedding.weight": 7}}, folder / "not_a_tensor.pth")
     (folder / "empty.pth").touch()
     two_pickles(folder / "two_pickles.pth", same_name=False)
+    corrupt_step(folder / "corrupt_step.pth")
     rows = {Path(r["path"]).name: r for r in client(restricted).predict(str(folder), api_name="/list_checkpoints")}
-    assert set(rows) == {"checkpoint_8.pth", "not_a_tensor.pth", "empty.pth", "two_pickles.pth"}
+    assert set(rows) == {"checkpoint_8.pth", "not_a_tensor.pth", "empty.pth", "two_pickles.pth", "corrupt_step.pth"}
     assert rows["checkpoint_8.pth"]["mode"] == "resume" and rows["checkpoint_8.pth"]["step"] == 8
     assert "text embedding" in rows["not_a_tensor.pth"]["error"] and rows["not_a_tensor.pth"]["mode"] is None
     assert "is empty" in rows["empty.pth"]["error"]
     assert "2 data.pkl" in rows["two_pickles.pth"]["error"]
+    assert "is not a readable PyTorch file" in rows["corrupt_step.pth"]["error"], rows["corrupt_step.pth"]
     assert all(r["describe"] == r["error"] for name, r in rows.items() if name != "checkpoint_8.pth")
 
 
@@ -215,21 +241,72 @@ def test_an_archive_with_two_pickles_is_refused_before_a_run_folder_is_made(tiny
     assert not (out / "run" / "training").exists() or not any((out / "run" / "training").iterdir())
 
 
+# --- 5. every number has bounds, the same for the CLI, the API and the Train tab ------------------------------------
+def test_every_numeric_option_has_one_range_for_the_cli_the_api_and_the_train_tab(restricted, tiny_base, tiny_dataset,
+                                                                                  tmp_path):
+    import dataclasses
+
+    import httpx
+
+    from utils.options import TrainOptions, field_kind, range_text
+
+    numeric = [f for f in dataclasses.fields(TrainOptions) if field_kind(f) in (int, float) or f.metadata["words"]]
+    assert {"num_workers", "batch_size", "lr", "max_steps"} <= {f.name for f in numeric}
+    shown = " ".join(subprocess.run([*CLI, "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                                    check=True).stdout.split())
+    for f in numeric:
+        assert f.metadata["low"] is not None and f.metadata["high"] is not None, f"--{f.name} has no range"
+        assert f"({range_text(f)})" in shown, f"--help does not state --{f.name}'s range"
+
+    out = tmp_path / "out"
+    done = subprocess.run([*CLI, "--train_csv", str(tiny_dataset.train_csv), "--eval_csv", str(tiny_dataset.eval_csv),
+                           "--base_model_dir", str(tiny_base), "--output_path", str(out), "--num_workers",
+                           "1000000000"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "Error: --num_workers must be between 0 and 64, got 1000000000."
+    assert not out.exists()
+
+    none = str(restricted.ctx.config.output / "no_such.csv")  # the range is refused before the files are looked at
+    for options, said in (({"num_workers": 1e9}, "--num_workers must be between 0 and 64, got 1000000000."),
+                          ({"lr": "nan"}, "--lr must be between 1e-12 and 1, got nan."),
+                          ({"save_step": 10**12}, "--save_step must be between 1 and 1000000000"),
+                          ({"batch_size": 0}, "--batch_size must be auto or a number between 1 and 1024, got 0."),
+                          ({"batch_size": "many"}, "--batch_size must be auto or a number (int), got 'many'.")):
+        status = client(restricted).predict({"train_csv": none, "eval_csv": none, **options},
+                                            api_name="/start_training")
+        assert not status["accepted"] and said in status["error"], (options, status)
+    assert restricted.ctx.jobs.status()["state"] == "idle"
+
+    components = httpx.get(f"{restricted.url}config", timeout=30).json()["components"]
+    boxes = {c["props"].get("elem_id"): c for c in components if c.get("props", {}).get("elem_id")}
+    for f in numeric:
+        if not f.metadata["ui"]:
+            continue
+        box = boxes[f"opt-{f.name}"]
+        if f.metadata["words"]:  # batch_size: a text box, for 'auto'; its info states the range
+            assert range_text(f) in box["props"]["info"], box
+        else:
+            assert (box["props"]["minimum"], box["props"]["maximum"]) == (f.metadata["low"], f.metadata["high"]), box
+
+
 # --- 6. sign-in and --restrict_paths ------------------------------------------------------------------------------
 def test_sign_in_is_required_of_api_clients_and_restrict_paths_works_on_loopback(tiny_base, tmp_path):
     from gradio_client import Client
+    from gradio_client.exceptions import AuthenticationError
 
     users = tmp_path / "users.txt"
     users.write_text("# who may sign in\nann:s3cret:with:colons\n\nbob:pw\n")
     args = build_parser().parse_args(["--output_path", str(tmp_path / "out"), "--base_model_dir", str(tiny_base),
-                                      "--auth", "carl:pw2", "--auth_file", str(users), "--restrict_paths"])
+                                      "--auth", "carl:pw2", "--auth", "dee:pw3", "--auth_file", str(users),
+                                      "--restrict_paths"])
     config = config_from_args(args)
-    assert config.auth == (("carl", "pw2"), ("ann", "s3cret:with:colons"), ("bob", "pw"))
+    assert config.auth == (("carl", "pw2"), ("dee", "pw3"), ("ann", "s3cret:with:colons"), ("bob", "pw"))
     config.output.mkdir()
     s = serve(config, TrainingJobs(command=HARMLESS_CLI))
     try:
         for auth in (None, ("ann", "wrong")):
-            with pytest.raises(Exception):  # noqa: B017 - gradio_client raises its own types for a refused sign-in
+            # no sign-in (AuthenticationError), then a wrong password (Gradio answers 400: a ValueError)
+            with pytest.raises((AuthenticationError, ValueError), match=r"Could not (load|login to) "):
                 Client(s.url, verbose=False, download_files=False, auth=auth).predict(
                     str(tmp_path), api_name="/list_checkpoints")
         signed_in = client(s, auth=("ann", "s3cret:with:colons"))
@@ -240,12 +317,18 @@ def test_sign_in_is_required_of_api_clients_and_restrict_paths_works_on_loopback
         s.app.close()
 
 
-def test_sharing_without_sign_in_warns_and_bad_sign_ins_are_refused_by_name(tmp_path):
-    shared = WebUIConfig(output=tmp_path, base_dir=tmp_path, host="0.0.0.0")
-    assert any("no sign-in" in line for line in warnings_for(shared))
-    assert not any("no sign-in" in line for line in warnings_for(WebUIConfig(tmp_path, tmp_path, share=True,
-                                                                             auth=(("a", "b"),))))
-    assert warnings_for(WebUIConfig(tmp_path, tmp_path, restrict_paths=True)) == []
+def test_sharing_without_sign_in_warns_and_bad_sign_ins_are_refused_by_name(tiny_base, tmp_path):
+    def config(*flags: str) -> WebUIConfig:
+        return config_from_args(build_parser().parse_args(["--output_path", str(tmp_path / "out"), *flags]))
+
+    flags = ([], ["--auth", "a:b"], ["--restrict_paths"], ["--share"], ["--host", "0.0.0.0"], ["--host", "::1"])
+    assert [config(*f).restricted for f in flags] == [False, False, True, True, True, False]  # sign-in alone: no
+    assert not any("no sign-in" in line for line in warnings_for(config("--share", "--auth", "a:b")))
+    assert warnings_for(config("--restrict_paths")) == []  # loopback: nobody else to warn about
+    served = subprocess.run([sys.executable, str(ROOT / "webui.py"), "--host", UNBINDABLE, "--output_path",
+                             str(tmp_path / "out"), "--base_model_dir", str(tiny_base)], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT)
+    assert "Warning: no sign-in (--auth or --auth_file): anyone who can reach the page" in served.stderr, served.stderr
     users = tmp_path / "users.txt"
     users.write_text("ann:pw\njust-a-name\n")
     done = subprocess.run([sys.executable, str(ROOT / "webui.py"), "--auth_file", str(users), "--host", UNBINDABLE,
@@ -267,6 +350,16 @@ def test_the_whisper_box_takes_only_model_names_when_restricted(restricted, outs
     assert answers[0] == answers[1] == answers[2]
     assert not (restricted.ctx.config.output / "dataset" / "wavs" / "speech.wav").exists()
 
+    # the Review sub-tab's and the Test tab's Whisper boxes follow the same rule (a folder name relative to the
+    # server's folder too), and nothing is loaded
+    spoken = upload(restricted, outside)
+    for model in ("/etc", "tests", "Systran/faster-whisper-tiny"):
+        notice = call_handler(restricted, "measure_clips", model)[3]
+        assert f"Whisper model '{model}' is not one of the model names" in notice, notice
+        scores, = call_handler(restricted, "score_speech", spoken, None, None, "text", "en", True, model)
+        assert f"Whisper model '{model}' is not one of the model names" in scores, scores
+    assert restricted.ctx.scorer.loads == 0
+
 
 def test_quality_options_of_a_training_start_obey_the_policy(restricted, outside, tmp_path):
     """The voice to score against, the sentences file and the Whisper model of --quality_every are checked like
@@ -286,165 +379,7 @@ def test_quality_options_of_a_training_start_obey_the_policy(restricted, outside
     assert restricted.ctx.jobs.status()["state"] == "idle"
 
 
-# --- 8. jobs ---------------------------------------------------------------------------------------------------------
-FAKE_TRAINER = textwrap.dedent('''
-    """A stand-in trainer: one update every 50 ms; --language stubborn ignores SIGTERM; it starts a child."""
-    import argparse, json, signal, subprocess, sys, time
-    p = argparse.ArgumentParser()
-    for flag in ("--train_csv", "--eval_csv", "--output_path", "--language", "--progress_jsonl", "--max_steps"):
-        p.add_argument(flag)
-    a, _ = p.parse_known_args()
-    stop = []
-    signal.signal(signal.SIGTERM, (lambda *_: None) if a.language == "stubborn" else (lambda *_: stop.append(1)))
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    def emit(**e):
-        with open(a.progress_jsonl, "a") as f:
-            f.write(json.dumps(e) + "\\n")
-    emit(event="start", mode="base", run_dir=a.output_path, step=0, total=10000, epoch=0, lr=1e-5, message="go",
-         child=child.pid)
-    step = 0
-    while not stop:
-        time.sleep(0.05)
-        step += 1
-        emit(event="update", step=step, total=10000, epoch=0, loss=1.0, avg_loss=1.0, lr=1e-5, eta_s=1.0)
-    child.kill()
-    emit(event="end", reason="stop requested", run_dir=a.output_path, step=step, path=None)
-''')
-
-
-@pytest.fixture
-def jobs_home(tmp_path):
-    (tmp_path / "fake_trainer.py").write_text(FAKE_TRAINER)
-    for name in ("train.csv", "eval.csv"):
-        (tmp_path / name).write_text("audio_file|text|speaker_name\n")
-    return tmp_path
-
-
-def fake_manager(home: Path, **kwargs) -> TrainingJobs:
-    return TrainingJobs(command=[sys.executable, str(home / "fake_trainer.py")], cwd=home,
-                        folder=home / "webui_out" / "run" / "webui", **kwargs)
-
-
-def fake_options(home: Path, **overrides):
-    from utils.options import TrainOptions
-
-    values = dict(train_csv=str(home / "train.csv"), eval_csv=str(home / "eval.csv"),
-                  output_path=str(home / "elsewhere"))
-    return TrainOptions(**{**values, **overrides})
-
-
-SECOND_WEBUI = textwrap.dedent("""
-    import json, sys
-    from pathlib import Path
-    sys.path.insert(0, sys.argv[1])
-    from utils.options import TrainOptions
-    from utils.webui.jobs import TrainingJobs
-    home = Path(sys.argv[2])
-    jobs = TrainingJobs(command=[sys.executable, str(home / "fake_trainer.py")], cwd=home,
-                        folder=home / "webui_out" / "run" / "webui")
-    opts = TrainOptions(train_csv=str(home / "train.csv"), eval_csv=str(home / "eval.csv"),
-                        output_path=str(home / "elsewhere2"))
-    started = jobs.start(opts)
-    adopted = jobs.adopt_running()
-    print(json.dumps({"accepted": started["accepted"], "error": started["error"], "adopted": adopted,
-                      "pid": jobs.status()["pid"]}))
-""")
-
-
-def test_one_job_across_two_webui_processes_and_records_stay_in_the_webui_folder(jobs_home):
-    first = fake_manager(jobs_home)
-    started = first.start(fake_options(jobs_home))
-    assert started["accepted"], started
-    try:
-        wait_for(first, lambda s: s["step"] >= 1)
-        folder = jobs_home / "webui_out" / "run" / "webui"
-        assert Path(started["progress_file"]).parent == folder and list(folder.glob("train-*.json"))
-        assert not (jobs_home / "elsewhere" / "run" / "webui").exists()
-        second = subprocess.run([sys.executable, "-c", SECOND_WEBUI, str(ROOT), str(jobs_home)], capture_output=True,
-                                text=True, timeout=60, check=True)
-        answer = json.loads(second.stdout)
-        assert not answer["accepted"] and "another WebUI" in answer["error"], answer
-        assert answer["adopted"] and answer["pid"] == started["pid"], answer  # the restarted WebUI finds it
-    finally:
-        first.stop()
-        first.wait(30)
-    again = fake_manager(jobs_home)
-    assert again.start(fake_options(jobs_home))["accepted"], "the lock ends with the job"
-    again.stop()
-    again.wait(30)
-
-
-def test_takeover_needs_our_trainers_command_line_and_files_in_our_folder(jobs_home):
-    from utils.procinfo import process_start_ticks
-
-    folder = jobs_home / "webui_out" / "run" / "webui"
-    folder.mkdir(parents=True)
-    command = [sys.executable, str(jobs_home / "fake_trainer.py")]
-    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        ticks = process_start_ticks(stranger.pid)
-        record = {"pid": stranger.pid, "start_ticks": ticks, "argv": [*command, "--progress_jsonl", "p"],
-                  "progress": str(folder / "a.jsonl"), "log": str(folder / "a.log"), "started": 0}
-        (folder / "train-2026-01-01_00-00-00-000001.json").write_text(json.dumps(record))
-        assert not fake_manager(jobs_home).adopt_running(), "a live process that is not our trainer"
-        real = fake_manager(jobs_home)
-        started = real.start(fake_options(jobs_home))
-        wait_for(real, lambda s: s["step"] >= 1)
-        good = json.loads(next(p for p in folder.glob("train-*.json") if "000001" not in p.name).read_text())
-        for p in folder.glob("train-*.json"):
-            p.unlink()
-        elsewhere = jobs_home / "elsewhere"
-        elsewhere.mkdir(exist_ok=True)
-        (folder / "train-2026-01-01_00-00-00-000002.json").write_text(json.dumps(
-            {**good, "progress": str(elsewhere / "x.jsonl"), "log": str(elsewhere / "x.log")}))
-        assert not fake_manager(jobs_home).adopt_running(), "a record whose files lie outside the job folder"
-        (folder / "train-2026-01-01_00-00-00-000003.json").write_text(json.dumps(good))
-        assert fake_manager(jobs_home).adopt_running()
-        real.stop()
-        real.wait(30)
-        assert started["accepted"]
-    finally:
-        stranger.kill()
-        stranger.wait()
-
-
-def test_a_stop_without_answer_offers_force_stop_which_kills_the_trainer_and_its_children(jobs_home):
-    from utils.webui.jobs import _kill_tree
-    from utils.webui.tabs.train import poll_job
-
-    jobs = fake_manager(jobs_home, stop_grace_s=1.0)
-    try:
-        _force_stop_the_stubborn_trainer(jobs, jobs_home, poll_job)
-    finally:
-        status = jobs.status()
-        if status["running"]:
-            _kill_tree(status["pid"])
-
-
-def _force_stop_the_stubborn_trainer(jobs: TrainingJobs, jobs_home: Path, poll_job) -> None:
-    from utils.procinfo import process_start_ticks
-
-    jobs.start(fake_options(jobs_home, language="stubborn"))
-    wait_for(jobs, lambda s: s["step"] >= 1)
-    events = [json.loads(line) for line in Path(jobs.status()["progress_file"]).read_text().splitlines()]
-    child = events[0]["child"]
-    assert not jobs.force_stop()["accepted"], "no Force stop before Stop"
-    stopping = jobs.stop()
-    assert stopping["state"] == "stopping" and not stopping["force_stop"]
-    offered = wait_for(jobs, lambda s: s["force_stop"], timeout=10)
-    assert "Force stop" in offered["message"] and "intact" in offered["message"]
-    page = SimpleNamespace(jobs=jobs)  # all the Train tab's poll reads of the context here
-    assert poll_job(page, ("stopping", offered["events"], None), None, None, None)[-1]["visible"] is True
-    forced = jobs.force_stop()
-    assert forced["accepted"], forced
-    done = wait_for(jobs, lambda s: not s["running"], timeout=10)
-    assert done["state"] == "stopped" and "Force-stopped (SIGKILL)" in done["message"], done
-    deadline = time.monotonic() + 5
-    while process_start_ticks(child) is not None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert process_start_ticks(child) is None, "the process the trainer started is killed too"
-
-
+# --- 8. the upload folder (the job control: tests/test_security_jobs.py) -----------------------------------------
 def test_the_upload_folder_must_be_our_own_private_folder(tmp_path, tiny_base):
     fresh = tmp_path / "uploads" / "gradio"
     assert prepare_upload_dir(fresh) == fresh.resolve() and (fresh.stat().st_mode & 0o777) == 0o700
@@ -462,7 +397,31 @@ def test_the_upload_folder_must_be_our_own_private_folder(tmp_path, tiny_base):
     assert done.returncode == 1 and "far too broad" in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
-# --- 9. the export is renamed into place ------------------------------------------------------------------------------
+# --- 9. durable records, and the export renamed into place ------------------------------------------------------------
+def test_run_records_and_the_runs_vocabulary_are_written_whole_and_durable(train, tmp_path, monkeypatch):
+    """run.json, the run's vocab.json and data_manifest.json: each written as <name>.tmp, fsynced, renamed over
+    <name>, then the run folder fsynced (a crash or power cut leaves the old file or the whole new one)."""
+    done = []  # ("fsync", path) and ("replace", source, target), in order
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        done.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(source, target) -> None:
+        done.append(("replace", str(source), str(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    run_dir = train(tmp_path, max_steps=1).run_dir
+    for name in ("run.json", "vocab.json", "data_manifest.json"):
+        target = str(run_dir / name)
+        renamed = done.index(("replace", target + ".tmp", target))
+        assert ("fsync", target + ".tmp") in done[:renamed], f"{name} is renamed before its bytes are durable"
+        assert ("fsync", str(run_dir)) in done[renamed:], f"{name}'s rename is not made durable"
+
+
 def test_a_failed_export_leaves_the_previous_ready_folder_whole(reference_run, tiny_dataset, tmp_path):
     from utils.voice.export import export_model
 

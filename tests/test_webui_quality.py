@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from webui_server import HARMLESS_CLI, JOB_TIMEOUT_S, serve
+from webui_server import HARMLESS_CLI, JOB_TIMEOUT_S, serve, upload
 
 from tests import speech
 from utils.training.events import CheckpointEvent, EvalEvent, QualityEvent, StartEvent, UpdateEvent
@@ -206,21 +206,11 @@ def test_test_tab_scoring_keeps_a_shared_servers_path_rule_for_the_whisper_folde
                               TrainingJobs(command=HARMLESS_CLI))
     spoken = (16000, np.zeros(16000, dtype=np.int16))
     refused = score_speech(ctx, spoken, None, None, "text", "en", True, "/etc")
-    assert "Whisper model folder /etc is outside the work folders" in refused and ctx.scorer.loads == 0
+    assert "Whisper model '/etc' is not one of the model names" in refused and ctx.scorer.loads == 0
     assert score_speech(ctx, spoken, None, None, "text", "en", False, "/etc") == ""
 
 
 # --- the Test tab's scores, through the server as the page calls it -------------------------------------------
-def upload(server, path: Path) -> dict:
-    """Upload a file as the page does; the FileData the page then sends to a handler."""
-    import httpx
-
-    with open(path, "rb") as f:
-        r = httpx.post(f"{server.url}gradio_api/upload", files={"files": (path.name, f, "audio/wav")}, timeout=60)
-    r.raise_for_status()
-    return {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}
-
-
 def scores_of(line: str) -> dict[str, str]:
     found = re.fullmatch(r'Scores: cer (\S+) · transcript "(.*)" · speaker similarity (\S+) · MOS (\S+) · '
                          r"duration ratio (\S+)", line)

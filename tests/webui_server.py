@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from utils.webui.app import build_app, launch
@@ -73,6 +74,16 @@ def call_handler(server: Server, name: str, *data: Any, timeout: float = 120) ->
                         raise AssertionError(f"{name} failed on the server: {message.get('output')}")
                     return message["output"]["data"]
     raise AssertionError(f"{name}: the event stream ended without a result")
+
+
+def upload(server: Server, path: Path) -> dict:
+    """Upload a file as the page does; the FileData the page then sends to a handler."""
+    import httpx
+
+    with open(path, "rb") as f:
+        r = httpx.post(f"{server.url}gradio_api/upload", files={"files": (path.name, f, "audio/wav")}, timeout=60)
+    r.raise_for_status()
+    return {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}
 
 
 def wait_for(jobs: TrainingJobs, condition, timeout: float = 30) -> dict:

@@ -15,6 +15,7 @@ T = TypeVar("T")
 LATEST = "latest"  # --custom_model latest: the newest checkpoint under --output_path (utils/checkpoints/latest.py)
 BEST_BY = ("eval_loss", "quality")  # what best_model.pth follows: the eval loss or the quality scores
 WEBUI_QUALITY_EVERY = 1000  # the WebUI starts runs with quality evaluations on, every this many updates
+MAX_UPDATES = 1_000_000_000  # bound of the update counts (no run takes a billion updates): refuses typos only
 
 
 def opt(help_text: str, *aliases: str, ui: bool = True, choices: Sequence[str] | None = None,
@@ -79,10 +80,12 @@ def check_ranges(obj: Any) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *,
-                  dashed: bool = False, show_defaults: bool = False) -> None:
-    """One flag per field of `cls` (with its aliases; `dashed`: also --with-dashes). Booleans take --flag and
-    --no-flag."""
+                  dashed: bool = False, show_defaults: bool = False, only: Sequence[str] | None = None) -> None:
+    """One flag per field of `cls` (with its aliases; `dashed`: also --with-dashes; `only`: these fields alone).
+    Booleans take --flag and --no-flag."""
     for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
+            continue
         meta = f.metadata
         flags = [f"--{f.name}", *meta.get("aliases", ())]
         if dashed and "_" in f.name:
@@ -196,9 +199,11 @@ class TrainOptions:
         words=("auto",)))
     grad_accum: int = field(default=1, metadata=opt("batches per optimizer update", "--grad_acumm", low=1, high=1024))
     lr: float = field(default=5e-6, metadata=opt("learning rate", low=1e-12, high=1.0))
-    save_step: int = field(default=1000, metadata=opt("save a checkpoint every N optimizer updates", low=1))
+    save_step: int = field(default=1000, metadata=opt("save a checkpoint every N optimizer updates", low=1,
+                                                      high=MAX_UPDATES))
     max_steps: int | None = field(
-        default=None, metadata=opt("stop after N optimizer updates in total (counting the checkpoint's)", low=0)
+        default=None, metadata=opt("stop after N optimizer updates in total (counting the checkpoint's)", low=0,
+                                high=MAX_UPDATES)
     )
     seed: int = field(default=1, metadata=opt("training seed", low=0, high=2**32 - 1))
     num_workers: int = field(default=0, metadata=opt("data loader worker processes", low=0, high=64))
@@ -223,7 +228,8 @@ class TrainOptions:
         "skipped; 10 absorbs a burst of fp16 overflows (the grad scaler halves its scale at each) or a bad clip "
         "drawn twice, and stops a diverged run within 10 batches", low=1, high=100_000))
     quality_every: int = field(
-        default=0, metadata=opt("synthesise and score sample sentences every N optimizer updates (0: off)", low=0)
+        default=0, metadata=opt("synthesise and score sample sentences every N optimizer updates (0: off)", low=0,
+                                high=MAX_UPDATES)
     )
     whisper_model: str | None = field(
         default=None, metadata=opt("Whisper model the quality scores use: a name to download, or a folder "
@@ -242,7 +248,8 @@ class TrainOptions:
                                 high=100_000)
     )
     print_step: int = field(
-        default=25, metadata=opt("print training stats every N batches (--debug: every batch)", ui=False, low=1)
+        default=25, metadata=opt("print training stats every N batches (--debug: every batch)", ui=False, low=1,
+                                high=MAX_UPDATES)
     )
     debug: bool = field(default=False, metadata=opt("show tracebacks and the trainer's debug output", ui=False))
     run_name: str = field(default="GPT_XTTS_FT", metadata=opt("prefix of new run folder names", ui=False))

@@ -29,7 +29,7 @@ REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE, VOCAB_FILE, DVAE_FILE, MEL_STATS_FILE
 OPTIONAL_FILES = (SPEAKERS_FILE,)
 
 HUB_REPO = "coqui/XTTS-v2"
-HUB_REVISION = "v2.0.3"  # the tag of the last XTTS-v2 release; a tag, so the files never change under us
+HUB_REVISION = "v2.0.3"  # the tag of the last XTTS-v2 release (a tag its owners could move: README says so)
 HUB_URL_TEMPLATE = "https://huggingface.co/{repo}/resolve/{revision}/"
 DEFAULT_BASE_URL = HUB_URL_TEMPLATE.format(repo=HUB_REPO, revision=HUB_REVISION)
 ENV_BASE_DIR = "XTTS_BASE_DIR"

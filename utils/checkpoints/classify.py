@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from utils.checkpoints.keys import (
     is_complete_checkpoint_name,
     text_embedding_key,
 )
-from utils.checkpoints.read import read_checkpoint_meta
+from utils.checkpoints.read import read_checkpoint_meta, unreadable_error
 from utils.errors import UserInputError
 from utils.vocabulary.tokenizer import text_token_count, vocab_sha256
 
@@ -157,6 +159,8 @@ def classify_checkpoint(path: str | Path, vocab_path: str | Path | None = None) 
         return info_from_state(path, data, vocab_path)
     except UserInputError:
         raise  # the vocabulary's own error, naming it
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:  # a scalar (the step) read from a corrupt record
+        raise unreadable_error(path, e) from e
     except (ValueError, AttributeError, TypeError, KeyError, IndexError, OverflowError) as e:
         raise CheckpointError(f"Checkpoint {path} is not an XTTS checkpoint: {type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else 'a value of the wrong kind'}.") from e

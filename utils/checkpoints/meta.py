@@ -140,6 +140,16 @@ _REAL = {"collections.OrderedDict": collections.OrderedDict, "collections.Counte
          "builtins.complex": complex, "torch.Size": tuple, "_codecs.encode": lambda s, enc="utf-8": s.encode(enc)}
 
 
+def _python3_name(module: str, name: str) -> tuple[str, str]:
+    """A global's Python 3 name, as torch's weights_only loader maps it (protocol 2, torch.save's default, writes
+    `__builtin__.set`): so both allow, and refuse, the same globals."""
+    from torch._utils import IMPORT_MAPPING, NAME_MAPPING
+
+    if (module, name) in NAME_MAPPING:
+        return NAME_MAPPING[(module, name)]
+    return IMPORT_MAPPING.get(module, module), name
+
+
 class _MetaUnpickler(pickle.Unpickler):
     def __init__(self, file: Any, archive: _Archive | None, prefix: str, allowed: frozenset[str],
                  records: dict[str, int] | None = None) -> None:
@@ -148,6 +158,7 @@ class _MetaUnpickler(pickle.Unpickler):
         self.records = records  # zip entry -> its size; None for a legacy file (no records to check against)
 
     def find_class(self, module: str, name: str) -> Any:
+        module, name = _python3_name(module, name)
         qualname = f"{module}.{name}"
         if qualname not in self.allowed:
             raise RefusedGlobal(f"global {qualname} is not allowed")

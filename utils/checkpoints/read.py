@@ -61,7 +61,8 @@ def _not_a_checkpoint(path: Path, e: Exception) -> CheckpointError:
     )
 
 
-def _unreadable(path: Path, e: Exception) -> CheckpointError:
+def unreadable_error(path: Path, e: Exception) -> CheckpointError:
+    """The error for a file torch or zipfile cannot read (truncated or corrupt), naming it."""
     return CheckpointError(
         f"Checkpoint {path} is not a readable PyTorch file (truncated or corrupt?): {str(e).splitlines()[0]}"
     )
@@ -95,7 +96,7 @@ def _read_structure(path: Path) -> Any:
     except RefusedStructure as e:
         raise _not_a_checkpoint(path, e) from e
     except Exception as e:  # zipfile and pickle raise many types for corrupt files
-        raise _unreadable(path, e) from e
+        raise unreadable_error(path, e) from e
 
 
 def read_checkpoint(path: str | Path, *, mmap: bool = True) -> dict[str, Any]:
@@ -113,7 +114,7 @@ def read_checkpoint(path: str | Path, *, mmap: bool = True) -> dict[str, Any]:
     except pickle.UnpicklingError as e:
         raise _refused(path, e) from e
     except Exception as e:  # torch raises many types for corrupt files (RuntimeError, EOFError, IndexError...)
-        raise _unreadable(path, e) from e
+        raise unreadable_error(path, e) from e
     return _check_xtts(path, data)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +33,8 @@ from utils.training.precision import check_precision
 from utils.training.quality_loop import quality_for_run
 from utils.training.run_folder import (
     PROGRESS_FILE,
-    RUN_VOCAB,
     check_disk_space,
+    keep_vocab,
     locked_run_dir,
     new_run_dir,
     read_manifest,
@@ -103,8 +102,7 @@ def train_gpt(
         with locked_run_dir(plan.run_dir):
             remove_partial_files(plan.run_dir)
             if not plan.continues_run:
-                shutil.copyfile(plan.vocab_path, plan.run_dir / RUN_VOCAB)
-                plan.vocab_path = plan.run_dir / RUN_VOCAB
+                plan.vocab_path = keep_vocab(plan.run_dir, plan.vocab_path)
             record_start(plan.run_dir, plan.mode, plan.source, plan.step, dataclasses.asdict(opts))
             publish(plan.run_dir)
             return run_training(start)

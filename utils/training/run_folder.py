@@ -1,5 +1,6 @@
 """The run folder: where a new one goes, the lock that keeps two trainings out of one, and its records (run.json
-lists every start; data_manifest.json fingerprints the training data of the latest)."""
+lists every start; data_manifest.json fingerprints the training data of the latest; vocab.json is the run's copy
+of its vocabulary), each written atomically and durably (utils/fsio.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from utils.checkpoints.keys import Mode, run_checkpoints
 from utils.errors import RunError
-from utils.fsio import write_json_atomic
+from utils.fsio import write_atomic_with, write_json_atomic
 from utils.training.events import Event, WarningEvent
 
 RUN_RECORD = "run.json"  # in each run folder: where it came from and every start
@@ -81,6 +82,14 @@ def record_start(run_dir: Path, mode: Mode, source: Path, step: int, options: di
     record["starts"].append({"time": _now(), "mode": str(mode), "source": str(source.resolve()), "step": step,
                              "options": options})
     write_json_atomic(path, record)
+
+
+def keep_vocab(run_dir: Path, vocab: Path) -> Path:
+    """Copy the vocabulary a new run trains with into its folder (atomically: a crash never leaves half a
+    tokenizer beside its checkpoints); returns the copy."""
+    copy = run_dir / RUN_VOCAB
+    write_atomic_with(copy, lambda tmp: shutil.copyfile(vocab, tmp))
+    return copy
 
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:

@@ -5,27 +5,37 @@ training runs as a `python utils/gpt_train.py` subprocess (utils/webui/jobs.py).
 
     python webui.py [--port N] [--host H] [--share] [--output_path DIR] [--base_model_dir DIR]
                     [--auth USER:PASSWORD]... [--auth_file FILE] [--restrict_paths] [--max_file_size SIZE]
+                    [--num_epochs N] [--batch_size N] [--grad_accum N] [--max_audio_length S]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from utils.errors import UserInputError
+from utils.options import TrainOptions, add_arguments, check_value, fields_of
 from utils.webui.paths import (
     DEFAULT_HOST,
     DEFAULT_MAX_FILE_SIZE,
     DEFAULT_PORT,
     ROOT,
     WebUIConfig,
+    check_file_size,
     parse_auth,
     prepare_upload_dir,
 )
 
+if TYPE_CHECKING:
+    from utils.webui.jobs import TrainingJobs
+
 TITLE = "XTTS fine-tuning"
+TRAIN_TAB_FLAGS = ("num_epochs", "batch_size", "grad_accum", "max_audio_length")  # as the popular WebUI has them
 # Local fonts only: the default theme would fetch Google Fonts, which fails offline.
 FONTS = {"font": ["ui-sans-serif", "system-ui", "sans-serif"], "font_mono": ["ui-monospace", "monospace"]}
 
@@ -34,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     from utils.base_model.folder import default_base_dir
 
     parser = argparse.ArgumentParser(prog="python webui.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port to listen on (default {DEFAULT_PORT}; 0: the first free one from 7860)")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 serves the "
                              "network, and then paths are limited to the work folders)")
@@ -51,15 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
                              "or tunnel); always on with --share or a non-loopback --host")
     parser.add_argument("--max_file_size", default=DEFAULT_MAX_FILE_SIZE, metavar="SIZE",
                         help=f"largest upload, e.g. 500mb, 2gb (default {DEFAULT_MAX_FILE_SIZE})")
+    add_arguments(parser.add_argument_group("the Train tab's starting values (the popular XTTS fine-tuning WebUI's "
+                                            "flags, --grad_acumm too)"), TrainOptions, only=TRAIN_TAB_FLAGS)
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> WebUIConfig:
-    """The WebUIConfig a command line asks for; ValueError naming a bad --auth entry."""
+    """The WebUIConfig a command line asks for; ValueError naming a bad --auth entry, --max_file_size or training
+    value (--grad_accum 0)."""
+    fields = fields_of(TrainOptions)
+    for name in TRAIN_TAB_FLAGS:
+        check_value(fields[name], getattr(args, name))
     return WebUIConfig(output=Path(args.output_path).expanduser().resolve(),
-                       base_dir=Path(args.base_model_dir).expanduser().resolve(), host=args.host, port=args.port,
-                       share=args.share, restrict_paths=args.restrict_paths,
-                       auth=tuple(parse_auth(args.auth, args.auth_file)), max_file_size=args.max_file_size)
+                       base_dir=Path(args.base_model_dir).expanduser().resolve(), host=args.host,
+                       port=args.port or None, share=args.share, restrict_paths=args.restrict_paths,
+                       auth=tuple(parse_auth(args.auth, args.auth_file)),
+                       max_file_size=check_file_size(args.max_file_size),
+                       train_defaults=tuple((name, getattr(args, name)) for name in TRAIN_TAB_FLAGS))
 
 
 def warnings_for(config: WebUIConfig) -> list[str]:
@@ -114,6 +133,19 @@ def launch(app, config: WebUIConfig, **kwargs):
                       ssr_mode=False, run_history=False, **kwargs)
 
 
+def stop_job_on_interrupt(jobs: TrainingJobs) -> None:
+    """Ctrl-C reaches the WebUI alone (the trainer leads a process group of its own): the first one asks the
+    training job to save and stop at once, then interrupts the server as Python's default handler does (so the
+    job does not train on while Gradio closes); a second one is Python's own again."""
+
+    def interrupted(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        jobs.stop()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -130,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         app = build_app(ctx)
         for line in warnings_for(config):
             print(line, file=sys.stderr)
-        launch(app, config)
+        stop_job_on_interrupt(ctx.jobs)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before Gradio's own handling is set up
+            launch(app, config)
     except (UserInputError, OSError) as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1

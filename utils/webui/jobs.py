@@ -4,9 +4,10 @@ The job runs the CLI with an argument list (no shell) and outlives any browser: 
 server, so closing the page changes nothing and opening it again shows the job. Its state comes only from
 the CLI's progress events (`--progress_jsonl`) and its exit status; its console output goes to a log file
 whose tail the page shows. Stopping sends SIGTERM: the CLI saves a resumable checkpoint and exits 0; a job
-that does not answer within the grace period can be force-stopped (SIGKILL of the trainer and every process it
-started: checkpoints are written atomically, so the newest one is intact). The trainer stays in the WebUI's
-process group, so Ctrl-C in the WebUI's terminal reaches it directly (it saves, then exits).
+that does not answer within the grace period can be force-stopped (SIGKILL of the trainer's process group, the
+trainer and every process it started: checkpoints are written atomically, so the newest one is intact). The
+trainer leads a process group of its own, so that group is the job and nothing else; Ctrl-C in the WebUI's
+terminal reaches the WebUI alone, which then stops the job it started (`shutdown`: it saves, then exits).
 
 Files of a job live in the WebUI's own folder, whatever the job's --output_path: `<output>/run/webui/train-
 <time>.jsonl`, `.log` and `.json` (the job's record: pid, command, files). One job at a time is a lock on
@@ -114,9 +115,9 @@ class _AdoptedProcess:
         if self.alive():
             os.kill(self.pid, sig)
 
-    def kill_tree(self) -> None:
+    def kill_group(self) -> None:
         if self.alive():
-            _kill_tree(self.pid)
+            _kill_group(self.pid)
 
     def wait(self, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -167,10 +168,15 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _kill_tree(pid: int) -> None:
-    """SIGKILL the trainer and everything it started, all found before any is killed (a killed parent's children
-    would be handed to init, out of reach). Not its process group: that is the WebUI's own."""
-    for target in [pid, *_descendants(pid)]:
+def _kill_group(pid: int) -> None:
+    """SIGKILL the process group the trainer `pid` leads (every process it started, even one whose parent has
+    died), and any descendant that left the group (torchrun starts its workers in sessions of their own), found
+    before any is killed. A trainer that leads no group (an older WebUI's) loses its descendants alone."""
+    strays = [pid, *_descendants(pid)]
+    with contextlib.suppress(ProcessLookupError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+    for target in strays:
         with contextlib.suppress(ProcessLookupError):
             os.kill(target, signal.SIGKILL)
 
@@ -242,8 +248,8 @@ class TrainingJobs:
             return {**self._status(job), "accepted": True, "error": None}
 
     def force_stop(self) -> dict[str, Any]:
-        """SIGKILL the trainer and the processes it started, once Stop has had no answer for the grace period.
-        Checkpoints are written atomically: the newest one is intact; updates after it are lost."""
+        """SIGKILL the trainer's process group, once Stop has had no answer for the grace period. Checkpoints are
+        written atomically: the newest one is intact; updates after it are lost."""
         with self._lock:
             job = self._job
             if job is None or self._poll(job) not in ACTIVE:
@@ -255,9 +261,9 @@ class TrainingJobs:
                     f"and give the trainer time to save.")}
             job.force_stopped = True
             if isinstance(job.proc, _AdoptedProcess):
-                job.proc.kill_tree()
+                job.proc.kill_group()
             else:
-                _kill_tree(job.proc.pid)
+                _kill_group(job.proc.pid)
             return {**self._status(job), "accepted": True, "error": None}
 
     def shutdown(self, timeout: float | None = None) -> None:
@@ -356,7 +362,7 @@ class TrainingJobs:
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             with open(job.log_path, "ab") as log:  # the child inherits the lock: held while it runs, in any WebUI
                 proc = subprocess.Popen(argv, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, env=env, pass_fds=(lock,))
+                                        stderr=subprocess.STDOUT, env=env, pass_fds=(lock,), process_group=0)
         finally:
             os.close(lock)
         job.proc, job.argv, job.ended, job.starts_before = proc, argv, None, job.progress.starts
@@ -521,8 +527,9 @@ def _message(state: str, job: _Job, code: int | None, force: bool = False) -> st
     if force:
         last = Path(p.checkpoint).name if p.checkpoint else "none yet"
         return (f"Stop got no answer for {time.monotonic() - job.stop_requested:.0f} s: Force stop kills the "
-                f"trainer and its worker processes (SIGKILL). The newest checkpoint ({last}) is intact, since "
-                f"checkpoints are written atomically; updates after it are lost.")
+                f"trainer's process group, the trainer and every process it started (SIGKILL). The newest "
+                f"checkpoint ({last}) is intact, since checkpoints are written atomically; updates after it are "
+                f"lost.")
     if state == "stopping":
         return "Stop requested: the trainer saves a checkpoint at the next update, then exits."
     if state == "running":

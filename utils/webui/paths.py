@@ -18,6 +18,7 @@ from typing import Any
 
 from utils.errors import UserInputError
 from utils.options import TrainOptions
+from utils.xtts import EVAL_CSV, TRAIN_CSV
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: relative paths a user types start here
 DEFAULT_HOST = "127.0.0.1"
@@ -95,6 +96,21 @@ def parse_auth(pairs: list[str] | None, auth_file: str | Path | None) -> list[tu
     return found
 
 
+def check_file_size(value: str) -> str:
+    """`value` when it is a positive size in Gradio's notation (a number and b, kb, mb, gb or tb); ValueError
+    naming it otherwise, before anything is served."""
+    from gradio.utils import _parse_file_size
+
+    try:
+        size = _parse_file_size(value)
+    except ValueError:
+        size = None
+    if not isinstance(size, int) or size <= 0:
+        raise ValueError(f"--max_file_size {value} is not a size such as 500mb or 2gb (a positive number and b, kb, "
+                         f"mb, gb or tb): fix it.")
+    return value
+
+
 @dataclass(frozen=True)
 class WebUIConfig:
     """How the WebUI was started (its command line)."""
@@ -107,6 +123,7 @@ class WebUIConfig:
     restrict_paths: bool = False  # the path policy on a loopback server (behind a reverse proxy or tunnel)
     auth: tuple[tuple[str, str], ...] = ()  # sign-in pairs; empty: no sign-in
     max_file_size: str = DEFAULT_MAX_FILE_SIZE
+    train_defaults: tuple[tuple[str, Any], ...] = ()  # (option, value): the Train tab's starting values
 
     @property
     def restricted(self) -> bool:
@@ -172,6 +189,12 @@ class PathPolicy:
             self.check(resolve_audio(csv_path.parent, row.audio_file),
                        f"{csv_path.name} line {row.line}: audio")
 
+    def check_dataset_audio(self, dataset_dir: Path) -> None:
+        """`check_csv_audio` on the dataset folder's train and eval CSVs (those that exist)."""
+        for name in (TRAIN_CSV, EVAL_CSV):
+            if (dataset_dir / name).is_file():
+                self.check_csv_audio(dataset_dir / name)
+
     def check_options(self, values: dict[str, Any]) -> TrainOptions:
         """TrainOptions from a JSON-like dict, every path option checked; blank optional paths mean None."""
         values = dict(values)
@@ -188,6 +211,11 @@ class PathPolicy:
         if isinstance(whisper, str):
             values["whisper_model"] = self.check_whisper_model(whisper) if whisper.strip() else None
         return TrainOptions.from_dict(values)
+
+    def whisper_hint(self) -> str:
+        """What a Whisper model box takes under this policy (the widget's hint says what check_whisper_model allows)."""
+        return "a model name (this shared WebUI takes names only)" if self.restricted else \
+            "a size, or the folder of a converted model"
 
     def check_whisper_model(self, value: str) -> str:
         """A Whisper model name, or (unrestricted only) a converted model's folder. Restricted, anything but a

@@ -30,7 +30,7 @@ def build(ctx: WebUIContext) -> None:
                 language = gr.Textbox(label="Language", info="en, de, am, ...; empty: detect it",
                                       value=ctx.dataset_language(""))
                 whisper = gr.Dropdown(whisper_model_names(), value=defaults.whisper_model, allow_custom_value=True,
-                                      label="Whisper model", info="a size, or the folder of a converted model")
+                                      label="Whisper model", info=ctx.policy.whisper_hint())
                 device = gr.Dropdown(list(DEVICES), value=defaults.device, label="Device")
             transcribe = gr.Button("Transcribe into the dataset", variant="primary")
         with gr.Tab("Import a dataset"):
@@ -64,9 +64,7 @@ def dataset_status(ctx: WebUIContext) -> str:
 def _report_with_check(ctx: WebUIContext, summary_text: str) -> str:
     from utils.data.validate import validate_dataset
 
-    for name in (TRAIN_CSV, EVAL_CSV):  # refused before validation reads (and reports on) any outside file
-        if (ctx.config.dataset_dir / name).is_file():
-            ctx.policy.check_csv_audio(ctx.config.dataset_dir / name)
+    ctx.policy.check_dataset_audio(ctx.config.dataset_dir)  # before validation reads (and reports on) any of it
     report = validate_dataset(ctx.config.dataset_dir / TRAIN_CSV, vocab_path=ctx.base_vocab())
     return f"{summary_text}\n\n{report.format()}"
 

@@ -135,9 +135,8 @@ def _assess(ctx: WebUIContext, whisper: str | None):
     from utils.data.metadata import read_language
 
     folder = ctx.config.dataset_dir
-    name = (whisper or "").strip() or None
-    if name and ctx.config.restricted and ("/" in name or name.startswith(".")):
-        name = str(ctx.policy.check(name, "Whisper model folder"))
+    name = ctx.policy.check_whisper_model(whisper) if whisper and whisper.strip() else None
+    ctx.policy.check_dataset_audio(folder)  # before the gate reads (and transcribes) any clip outside
     return assess(dataset_lines(folder), folder, whisper_model=name, language=read_language(folder))
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import gradio as gr
 
@@ -100,9 +99,7 @@ def score_speech(ctx: WebUIContext, audio, upload, clip, text, language, wanted,
         samples = as_samples(audio)
         reference = upload or clip
         checked = ctx.policy.check(reference, "Reference audio") if reference else None
-        model = (whisper_model or "").strip()
-        if model and ("/" in model or Path(model).expanduser().exists()):  # a folder: the path rule applies
-            model = str(ctx.policy.check(model, "Whisper model folder"))
+        model = ctx.policy.check_whisper_model(whisper_model) if whisper_model and whisper_model.strip() else ""
         scores = ctx.scorer.get(model).score(samples, text or "", checked, language=(language or "en").strip())
         return f"Scores: {scores.describe()}"
     except ANTICIPATED as e:

@@ -48,7 +48,7 @@ def option_names() -> list[str]:
 
 
 def option_defaults(ctx: WebUIContext) -> dict[str, Any]:
-    defaults = dataclasses.asdict(TrainOptions())
+    defaults = {**dataclasses.asdict(TrainOptions()), **dict(ctx.config.train_defaults)}  # webui.py's flags
     dataset = ctx.config.dataset_dir
     defaults.update(train_csv=str(dataset / TRAIN_CSV), eval_csv=str(dataset / EVAL_CSV),
                     output_path=str(ctx.config.output), language=ctx.dataset_language(),
@@ -222,7 +222,7 @@ def stop_job(ctx: WebUIContext):
 
 
 def force_stop_job(ctx: WebUIContext):
-    """(notice, progress, start, stop): SIGKILL the trainer and its workers after Stop got no answer."""
+    """(notice, progress, start, stop): SIGKILL the trainer's process group after Stop got no answer."""
     status = ctx.jobs.force_stop()
     notice = status["message"] if status["accepted"] else error_text(status["error"])
     return notice, progress_html(status), *_button_updates(status)
