@@ -14,7 +14,11 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from utils.webui.app import main  # noqa: E402
-
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        from utils.webui.app import main
+
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C while still starting (importing, building the page): nothing to save
+        print("Stopped while starting.", file=sys.stderr)
+        sys.exit(130)
