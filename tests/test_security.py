@@ -389,6 +389,11 @@ def test_the_upload_folder_must_be_our_own_private_folder(tmp_path, tiny_base):
         os.chown(foreign, 12345, 12345)
         with pytest.raises(ValueError, match="belongs to another user"):
             prepare_upload_dir(foreign)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone on the machine could swap an upload for their own file
+    with pytest.raises(ValueError, match="writable by every user"):
+        prepare_upload_dir(shared)
     (tmp_path / "root_link").symlink_to("/")
     env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp_path / "root_link")}
     done = subprocess.run([sys.executable, str(ROOT / "webui.py"), "--output_path", str(tmp_path / "out"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +57,9 @@ def _broad_places() -> set[Path]:
 
 
 def prepare_upload_dir(folder: Path | None = None) -> Path:
-    """Gradio's upload folder, refused if it resolves to a broad place (a link to / or to the home folder) or
-    belongs to another user; created private to this user (mode 0700) when missing. Returns it resolved."""
+    """Gradio's upload folder, refused if it resolves to a broad place (a link to / or to the home folder),
+    belongs to another user or is writable by everyone; created private to this user (mode 0700) when missing.
+    Returns it resolved."""
     folder = folder or gradio_upload_dir()
     resolved = folder.resolve()
     fix = "set GRADIO_TEMP_DIR to a folder of your own, e.g. ~/.cache/xtts-finetune/uploads"
@@ -71,6 +73,9 @@ def prepare_upload_dir(folder: Path | None = None) -> Path:
     if resolved.stat().st_uid != os.getuid():
         raise PathRefused(f"Upload folder {folder} belongs to another user (uid {resolved.stat().st_uid}), who could "
                           f"read and replace what is uploaded: {fix}.")
+    if resolved.stat().st_mode & stat.S_IWOTH:
+        raise PathRefused(f"Upload folder {folder} is writable by every user, who could replace what is uploaded "
+                          f"(chmod o-w it), or {fix}.")
     return resolved
 
 
