@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 MAX_PLOT_POINTS = 2000
 
 
-@dataclass
-class Progress:
-    """What the progress events of one job say so far."""
+@dataclass(kw_only=True)
+class RunView:
+    """What a job's progress events say of its run, as the page and `/training_status` show it: Progress gathers
+    these from the events, and JobStatus carries them (one declaration for both)."""
 
     mode: str | None = None
     run_dir: str | None = None
@@ -39,13 +41,23 @@ class Progress:
     lr: float | None = None
     eta_s: float | None = None
     checkpoint: str | None = None
-    best: str | None = None
-    message: str = ""
+    best_checkpoint: str | None = None
     warnings: list[str] = field(default_factory=list)
+    events: int = 0
+
+    def run_view(self) -> dict[str, Any]:
+        """These fields alone, lists copied (a status taken now does not change as more events arrive)."""
+        return {f.name: copy.copy(getattr(self, f.name)) for f in fields(RunView)}
+
+
+@dataclass
+class Progress(RunView):
+    """What the progress events of one job say so far."""
+
+    message: str = ""
     end_reason: str | None = None
     train_points: list[tuple[int, float]] = field(default_factory=list)
     eval_points: list[tuple[int, float]] = field(default_factory=list)
-    events: int = 0
     starts: int = 0  # start events: one per process of the job (a restart writes its own)
 
     def apply(self, line: dict[str, Any]) -> None:
@@ -73,7 +85,7 @@ class Progress:
         elif isinstance(event, CheckpointEvent):
             self.checkpoint = event.path
         elif isinstance(event, BestEvent):
-            self.best = event.path
+            self.best_checkpoint = event.path
         elif isinstance(event, WarningEvent):
             self.warnings.append(event.message)
         elif isinstance(event, EndEvent):

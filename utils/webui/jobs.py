@@ -42,7 +42,7 @@ from typing import Any
 from utils.fsio import write_json_atomic
 from utils.options import LATEST, TrainOptions
 from utils.procinfo import process_start_ticks
-from utils.webui.job_progress import Progress, error_line, log_tail, thin
+from utils.webui.job_progress import Progress, RunView, error_line, log_tail, thin
 from utils.webui.paths import JOBS_SUBDIR, ROOT
 from utils.webui.restarts import CRASH_LOG_LINES, Crash, check_restarts, ended_text, is_crash, restart_options
 
@@ -53,30 +53,16 @@ ACTIVE = ("starting", "running", "stopping", "restarting")
 LOCK_WAIT_S = 60.0  # a crashed trainer's leftover workers may hold the jobs lock a few seconds after it died
 
 
-@dataclass(frozen=True)
-class JobStatus:
-    """A training job as the page and the API see it (`/training_status` returns `to_dict()`)."""
+@dataclass(kw_only=True)
+class JobStatus(RunView):
+    """A training job as the page and the API see it (`/training_status` returns `to_dict()`): what its progress
+    events say of the run (RunView), and the job's own state."""
 
     state: str  # idle, starting, running, stopping, restarting (after a crash), finished, stopped, failed
     running: bool
     message: str
     pid: int | None = None
     returncode: int | None = None
-    mode: str | None = None
-    run_dir: str | None = None
-    start_step: int | None = None
-    step: int = 0
-    total: int | None = None
-    epoch: int | None = None
-    loss: float | None = None
-    avg_loss: float | None = None
-    eval_loss: float | None = None
-    lr: float | None = None
-    eta_s: float | None = None
-    checkpoint: str | None = None
-    best_checkpoint: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    events: int = 0
     started: float | None = None
     ended: float | None = None
     log_file: str | None = None
@@ -457,13 +443,11 @@ class TrainingJobs:
         p = job.progress
         code = job.proc.poll()
         force = state == "stopping" and not job.force_stopped and self._may_force(job)
+        run = {**p.run_view(), "eta_s": p.eta_s if state in ACTIVE else None}
         return JobStatus(
-            state=state, running=state in ACTIVE, message=_message(state, job, code, force), pid=job.proc.pid,
-            returncode=None if isinstance(job.proc, _AdoptedProcess) else code,  # not ours to read
-            mode=p.mode, run_dir=p.run_dir, start_step=p.start_step, step=p.step, total=p.total, epoch=p.epoch,
-            loss=p.loss, avg_loss=p.avg_loss, eval_loss=p.eval_loss, lr=p.lr,
-            eta_s=p.eta_s if state in ACTIVE else None, checkpoint=p.checkpoint, best_checkpoint=p.best,
-            warnings=list(p.warnings), events=p.events, started=job.started, ended=job.ended,
+            **run, state=state, running=state in ACTIVE, message=_message(state, job, code, force),
+            pid=job.proc.pid, returncode=None if isinstance(job.proc, _AdoptedProcess) else code,  # not ours to read
+            started=job.started, ended=job.ended,
             log_file=str(job.log_path), progress_file=str(job.progress_path), command=list(job.argv),
             force_stop=force, restarts=len(job.crashes), max_restarts=job.max_restarts,
             crashes=[c.to_dict() for c in job.crashes],
