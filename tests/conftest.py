@@ -41,6 +41,14 @@ def train_options(base: Path, dataset: testbed.TinyDataset, output: Path, **over
 
 
 @pytest.fixture(scope="session")
+def vocab(tmp_path_factory) -> Path:
+    """The test bed's vocabulary (English letters only): the one a tiny base model has."""
+    path = tmp_path_factory.mktemp("vocab") / "vocab.json"
+    testbed.build_vocab(path, testbed.SENTENCES)
+    return path
+
+
+@pytest.fixture(scope="session")
 def train(tiny_base, tiny_dataset):
     """Run train_gpt in this process on the test bed: train(output, **option_overrides) -> TrainResult."""
     from utils.training.run import train_gpt

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from test_formatter import ScriptedTranscriber, read_rows
+from dataset_files import read_rows
+from test_formatter import ScriptedTranscriber
 
 from tests import speech
 from tests.tiny_whisper import build_tiny_whisper
