@@ -229,7 +229,8 @@ def test_sigkill_then_resume_from_newest_checkpoint(reference_run, tiny_base, ti
     save_step, moment_reached, check_moment = KILL_MOMENTS[moment]
     proc = subprocess.Popen(cli(tiny_base, tiny_dataset, tmp_path, "--save_step", str(save_step)), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: moment_reached(tmp_path), timeout=300)
+    wait_for(lambda: moment_reached(tmp_path) or proc.poll() is not None, timeout=300)
+    assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before the {moment} moment came"
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
     check_moment(tmp_path, progress(tmp_path))
