@@ -141,6 +141,7 @@ def test_a_restarted_webui_takes_over_the_running_job_and_can_stop_it(jobs, work
     assert status["progress_file"] == started["progress_file"] and "--max_steps" in status["command"]
     assert [s for s, _ in restarted.history()[0]][:3] == [1, 2, 3] and "step 2" in restarted.log_tail()
     assert not restarted.start(options(work, max_steps=3))["accepted"]  # still one job at a time
+    assert not restarted.stop_own() and restarted.status()["state"] == "running"  # Ctrl-C leaves it training
     assert restarted.stop()["accepted"]
     final = wait_for(restarted, lambda s: not s["running"])
     assert (final["state"], final["returncode"]) == ("stopped", None)  # its exit status belonged to the old WebUI

@@ -134,13 +134,13 @@ def launch(app, config: WebUIConfig, **kwargs):
 
 
 def stop_job_on_interrupt(jobs: TrainingJobs) -> None:
-    """Ctrl-C reaches the WebUI alone (the trainer leads a process group of its own): the first one asks the
-    training job to save and stop at once, then interrupts the server as Python's default handler does (so the
-    job does not train on while Gradio closes); a second one is Python's own again."""
+    """Ctrl-C reaches the WebUI alone (the trainer leads a process group of its own): the first one asks the job
+    this WebUI started to save and stop at once (so it does not train on while Gradio closes), then interrupts the
+    server as Python's default handler does; a second one is Python's own again."""
 
     def interrupted(signum: int, frame: object) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        jobs.stop()
+        jobs.stop_own()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupted)

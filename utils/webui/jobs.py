@@ -252,15 +252,21 @@ class TrainingJobs:
                 _kill_group(job.proc.pid)
             return {**self._status(job), "accepted": True, "error": None}
 
-    def shutdown(self, timeout: float | None = None) -> None:
-        """When the WebUI itself stops (Ctrl-C, or SIGINT to its pid alone): the job it started saves a checkpoint
-        and stops; a second request (the terminal's Ctrl-C reached it too) changes nothing."""
+    def stop_own(self) -> bool:
+        """Ask the job this WebUI started to save a checkpoint and stop, without waiting (Ctrl-C on the WebUI); a
+        job taken over from an earlier WebUI trains on, for the next one to take over. True while one is ending."""
         job = self._job
         if job is None or isinstance(job.proc, _AdoptedProcess) or not self.status()["running"]:
-            return
-        print("Stopping training: the trainer saves a checkpoint first...", file=sys.stderr)
-        self.stop()
-        self.wait(timeout)
+            return False
+        if job.stop_requested is None:
+            print("Stopping training: the trainer saves a checkpoint first...", file=sys.stderr)
+            self.stop()
+        return True
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """When the WebUI itself stops: `stop_own`, then wait for that job to end."""
+        if self.stop_own():
+            self.wait(timeout)
 
     def status(self) -> dict[str, Any]:
         """State, step, total, last losses, newest checkpoint, run folder, message (JSON-ready)."""
